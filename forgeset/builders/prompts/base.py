@@ -1,0 +1,42 @@
+"""Base of the prompt sources: a deterministic list of prompts the generators cycle through."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from forgeset.registry import Registry
+from forgeset.strict_model import StrictModel
+
+
+class PromptSourceParams(StrictModel):
+    """Fields every prompt source has; subclasses add theirs and a `type` literal."""
+
+    type: str
+
+
+@dataclass(frozen=True)
+class PromptItem:
+    """A prompt; `pair_key` is the real sample whose caption it is (content-paired fakes)."""
+
+    text: str
+    pair_key: str | None = None
+
+
+class PromptSource(ABC):
+    """Produces prompts at plan time; the i-th fake of a generator takes prompt i mod len."""
+
+    Params: ClassVar[type[PromptSourceParams]]
+
+    def __init__(self, params: PromptSourceParams, base_dir: Path) -> None:
+        self.params = params
+        self.base_dir = base_dir
+
+    @abstractmethod
+    def prompts(self, captions: dict[str, list[tuple[str, str | None]]]) -> list[PromptItem]:
+        """The prompts; `captions` maps each real source name to its (key, caption) pairs."""
+
+
+prompt_sources: Registry = Registry("prompt source")

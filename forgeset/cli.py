@@ -1,0 +1,173 @@
+"""The `forgeset` command line (typer). Heavy libraries are imported inside the commands."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Build, verify and inspect datasets for detecting AI-generated images.",
+)
+build_app = typer.Typer(no_args_is_help=True, help="Build corpora from a YAML spec.")
+app.add_typer(build_app, name="build")
+
+console = Console(stderr=True)
+SPEC_ERROR_EXIT = 2
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+@build_app.command("dataset")
+def build_dataset_command(
+    spec: Annotated[Path, typer.Option("--spec", help="YAML spec file")],
+    out: Annotated[Path | None, typer.Option("--out", help="output folder [default: out/SPEC_NAME]")] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="parallel CPU workers [default: CPU count]")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option("--ray-address", help="join this Ray cluster instead of starting a local one")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume/--fresh", help="reuse finished shards of the same spec in OUT, or rebuild all")
+    ] = True,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace a build of a different spec in OUT")] = False,
+) -> None:
+    """Build a sharded WebDataset corpus with manifest and index from SPEC."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from forgeset.builders.build import OutputConflict, build_dataset
+    from forgeset.builders.executors import RayExecutor, ShardFailed
+    from forgeset.builders.spec import SpecError, load_spec
+
+    try:
+        loaded = load_spec(spec)
+    except SpecError as err:
+        raise _fail(str(err), SPEC_ERROR_EXIT) from None
+    out_dir = out or Path("out") / loaded.spec.name
+    executor = RayExecutor(workers or os.cpu_count() or 1, ray_address)
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("samples  {task.fields[shards]}"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(f"planning {loaded.spec.name}", total=None, shards="")
+
+        planned = {"shards": 0}
+
+        def on_plan(total_samples: int, total_shards: int, done_samples: int, done_shards: int) -> None:
+            planned["shards"] = total_shards
+            bar.update(
+                task,
+                description=f"building {loaded.spec.name}",
+                total=total_samples,
+                completed=done_samples,
+                shards=f"{done_shards}/{total_shards} shards",
+            )
+
+        def on_progress(samples: int, shards: int) -> None:
+            bar.update(task, completed=samples, shards=f"{shards}/{planned['shards']} shards")
+
+        try:
+            result = build_dataset(
+                loaded,
+                out_dir,
+                executor=executor,
+                fresh=not resume,
+                overwrite=overwrite,
+                progress=on_progress,
+                on_plan=on_plan,
+            )
+        except SpecError as err:
+            raise _fail(str(err), SPEC_ERROR_EXIT) from None
+        except OutputConflict as err:
+            raise _fail(str(err), SPEC_ERROR_EXIT) from None
+        except (ShardFailed, FileNotFoundError, ValueError) as err:
+            raise _fail(str(err), 1) from None
+    index = result.index
+    reused = f", {result.reused_shards} reused" if result.reused_shards else ""
+    console.print(
+        f"[green]built[/] {index['samples']} samples in {len(index['shards'])} shards "
+        f"({result.built_shards} built{reused}), {index['rejects']} rejected -> {result.out_dir}",
+        highlight=False,
+    )
+
+
+@app.command()
+def verify(out: Annotated[Path, typer.Argument(help="a built corpus folder")]) -> None:
+    """Re-hash every shard, decode every sample and check it against index.json and the manifest."""
+    from rich.progress import Progress
+
+    from forgeset.manifests.verify import CorpusInvalid, verify_corpus
+
+    try:
+        with Progress(console=console, transient=True) as bar:
+            task = bar.add_task("verifying", total=None)
+            totals = verify_corpus(out, progress=lambda n: bar.advance(task, n))
+    except CorpusInvalid as err:
+        raise _fail(str(err), 1) from None
+    except FileNotFoundError as err:
+        raise _fail(f"{out}: {err.strerror or err}: {err.filename}", 1) from None
+    console.print(f"[green]ok[/] {totals['samples']} samples in {totals['shards']} shards", highlight=False)
+
+
+@app.command()
+def inspect(
+    out: Annotated[Path, typer.Argument(help="a built corpus folder")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Counts per split/label/kind/generator and a format/size audit per label."""
+    from forgeset.manifests.audit import audit_corpus
+
+    try:
+        report = audit_corpus(out)
+    except FileNotFoundError as err:
+        raise _fail(f"{out}: not a finished corpus ({err.filename} is missing)", 1) from None
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    stdout = Console()
+    counts = Table(title=f"{report['name']}: {report['samples']} samples")
+    for column in ("split", "total", "label", "kind", "generator"):
+        counts.add_column(column)
+    for split, tally in [*report["counts"]["splits"].items(), ("all", report["counts"]["all"])]:
+        counts.add_row(
+            split,
+            str(tally["total"]),
+            *(", ".join(f"{k} {v}" for k, v in tally[f].items()) for f in ("label", "kind", "generator")),
+        )
+    stdout.print(counts)
+    audit = Table(title="format and size per label (real and fake should match)")
+    for column in ("label", "count", "formats", "width", "height", "file bytes p5 / p50 / p95"):
+        audit.add_column(column)
+    for label, facts in report["audit"].items():
+        sizes = facts["file_bytes"]
+        audit.add_row(
+            label,
+            str(facts["count"]),
+            ", ".join(f"{k}: {v}" for k, v in facts["formats"].items()),
+            "{}..{}".format(*facts["width"]),
+            "{}..{}".format(*facts["height"]),
+            f"{sizes['p5']} / {sizes['p50']} / {sizes['p95']}",
+        )
+    stdout.print(audit)
+    if report["rejects"]:
+        stdout.print("rejected inputs: " + ", ".join(f"{k} {v}" for k, v in report["rejects"].items()))
+
+
+if __name__ == "__main__":
+    app()

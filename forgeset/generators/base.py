@@ -1,0 +1,88 @@
+"""Base of the model-holding stages: `setup()` loads weights on the worker, never `__init__`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+
+from forgeset.builders.prompts import prompt_sources
+from forgeset.builders.sources.base import NAME_PATTERN, slug
+from forgeset.registry import Registry
+from forgeset.strict_model import StrictModel
+
+
+class GeneratorParams(StrictModel):
+    """Fields every generator has; subclasses add theirs and a `type` literal."""
+
+    type: str
+    name: str | None = Field(None, pattern=NAME_PATTERN, description="used in keys; default from model")
+    model: str = Field(min_length=1, description="Hub id, local folder, or builtin:tiny-sd")
+    revision: str | None = Field(None, description="Hub revision (branch, tag or commit)")
+    count: int = Field(gt=0, description="number of images to generate")
+    batch_size: int = Field(8, gt=0)
+    size: int | None = Field(None, ge=8, le=4096, description="generation size; default: image.size")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="auto: float16 on CUDA, float32 on CPU"
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    prompts: prompt_sources.params_union() | None = Field(  # type: ignore[valid-type]
+        None, description="prompts for this generator; default: the spec's top-level prompts"
+    )
+
+    @property
+    def generator_name(self) -> str:
+        """The name used in keys and the manifest's `generator` column."""
+        return self.name or slug(self.model.removeprefix("builtin:").rsplit("/", 1)[-1])
+
+
+@dataclass(frozen=True)
+class GenerationJob:
+    """One image to make: its key, its own seed, and its prompt."""
+
+    key: str
+    seed: int
+    prompt: str
+
+
+class Generator(ABC):
+    """A stage that turns jobs into uint8 RGB arrays with a model loaded once per worker."""
+
+    Params: ClassVar[type[GeneratorParams]]
+
+    def __init__(self, params: GeneratorParams, base_dir: Path, image_size: int) -> None:
+        self.params = params
+        self.base_dir = base_dir
+        self.size = params.size or image_size
+
+    @abstractmethod
+    def setup(self) -> None:
+        """Load the model; called once on the worker that runs this generator."""
+
+    @abstractmethod
+    def generate(self, jobs: list[GenerationJob]) -> list[np.ndarray]:
+        """One HxWx3 uint8 array per job, in job order; a job's pixels depend only on its seed."""
+
+    @abstractmethod
+    def provenance(self) -> dict[str, Any]:
+        """Per-sample recipe fields shared by every image of this generator (model, revision...)."""
+
+
+generators: Registry = Registry("generator")
+
+
+def local_model_revision(folder: Path) -> str:
+    """A content id for a local model folder: its model_index.json plus file names and sizes."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(json.dumps([path.relative_to(folder).as_posix(), path.stat().st_size]).encode())
+    index = folder / "model_index.json"
+    if index.exists():
+        digest.update(index.read_bytes())
+    return f"local-{digest.hexdigest()[:16]}"

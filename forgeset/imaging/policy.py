@@ -1,0 +1,46 @@
+"""The one format/size policy applied to every class of sample (real and fake alike)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from forgeset.strict_model import StrictModel
+
+
+class ImagePolicy(StrictModel):
+    """Output size, resize rule and encoding shared by every sample in a corpus.
+
+    PNG at compression level 1 is the default: lossless (a forensic requirement), about 8x faster
+    to encode than Pillow's default level 6, at roughly 10-20% larger files.
+    """
+
+    size: int = Field(256, ge=8, le=8192, description="output width and height in pixels")
+    resize: Literal["center-crop", "stretch"] = Field(
+        "center-crop", description="center-crop to a square, then resize; or stretch to the square"
+    )
+    resample: Literal["lanczos", "bicubic", "bilinear", "area"] = "lanczos"
+    format: Literal["png", "jpeg"] = "png"
+    png_compression: int = Field(1, ge=0, le=9, description="zlib level for PNG (lossless at any level)")
+    jpeg_quality: int = Field(95, ge=1, le=100)
+    max_pixels: int = Field(100_000_000, gt=0, description="inputs with more pixels are rejected (decompression bombs)")
+    alpha_background: tuple[int, int, int] = Field(
+        (255, 255, 255), description="RGB colour that transparent inputs are composited onto"
+    )
+
+    @model_validator(mode="after")
+    def _background_in_range(self) -> ImagePolicy:
+        if any(not 0 <= c <= 255 for c in self.alpha_background):
+            raise ValueError("alpha_background values must lie in 0..255")
+        return self
+
+    @property
+    def extension(self) -> str:
+        """The WebDataset member extension of the image."""
+        return "png" if self.format == "png" else "jpg"
+
+    @property
+    def quality(self) -> int:
+        """The encoder setting recorded per sample: PNG level or JPEG quality."""
+        return self.png_compression if self.format == "png" else self.jpeg_quality

@@ -1,0 +1,111 @@
+"""Assemble manifest.parquet, rejects.parquet and index.json from finished shards (index last)."""
+
+from __future__ import annotations
+
+import json
+import platform
+import zlib
+from collections import Counter
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from forgeset.manifests.schema import FORMAT_VERSION, MANIFEST_SCHEMA, REJECTS_SCHEMA
+
+INDEX_NAME = "index.json"
+MANIFEST_NAME = "manifest.parquet"
+REJECTS_NAME = "rejects.parquet"
+RESOLVED_SPEC_NAME = "spec.resolved.yaml"
+_LIBRARIES = (
+    "forgeset",
+    "torch",
+    "diffusers",
+    "transformers",
+    "safetensors",
+    "pillow",
+    "numpy",
+    "webdataset",
+    "pyarrow",
+    "ray",
+    "scikit-image",
+)
+
+
+def library_versions() -> dict[str, str]:
+    """Versions that decide the output bytes (zlib decides PNG bytes), without importing torch."""
+    versions = {"python": platform.python_version(), "zlib": zlib.ZLIB_RUNTIME_VERSION}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def count_table(manifest: pa.Table) -> dict[str, Any]:
+    """Sample counts overall and per split, by label, kind and generator."""
+    rows = manifest.select(["split", "label", "kind", "generator"]).to_pylist()
+
+    def tally(subset: list[dict]) -> dict[str, Any]:
+        return {
+            "total": len(subset),
+            "label": dict(sorted(Counter(r["label"] for r in subset).items())),
+            "kind": dict(sorted(Counter(r["kind"] for r in subset).items())),
+            "generator": dict(sorted(Counter(r["generator"] or "(real)" for r in subset).items())),
+        }
+
+    splits = sorted({r["split"] for r in rows})
+    return {"all": tally(rows), "splits": {s: tally([r for r in rows if r["split"] == s]) for s in splits}}
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so a reader never sees half a file."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
+
+
+def finalize(
+    out_dir: Path,
+    spec_name: str,
+    spec_sha256: str,
+    image_policy: dict[str, Any],
+    members: list[str],
+    shard_states: list[tuple[str, Path]],
+) -> dict[str, Any]:
+    """Concatenate per-shard rows in plan order and write the index; returns the index dict."""
+    shards, row_tables, reject_tables = [], [], []
+    for split, state in shard_states:
+        marker = json.loads(state.with_suffix(".done.json").read_text())
+        shards.append(
+            {
+                "path": marker["path"],
+                "split": split,
+                "count": marker["count"],
+                "bytes": marker["bytes"],
+                "sha256": marker["sha256"],
+            }
+        )
+        row_tables.append(pq.read_table(state.with_suffix(".rows.parquet"), schema=MANIFEST_SCHEMA))
+        reject_tables.append(pq.read_table(state.with_suffix(".rejects.parquet"), schema=REJECTS_SCHEMA))
+    manifest = pa.concat_tables(row_tables) if row_tables else MANIFEST_SCHEMA.empty_table()
+    rejects = pa.concat_tables(reject_tables) if reject_tables else REJECTS_SCHEMA.empty_table()
+    pq.write_table(manifest, out_dir / MANIFEST_NAME)
+    pq.write_table(rejects, out_dir / REJECTS_NAME)
+    index = {
+        "format_version": FORMAT_VERSION,
+        "name": spec_name,
+        "spec_sha256": spec_sha256,
+        "image_policy": image_policy,
+        "members": members,
+        "libraries": library_versions(),
+        "samples": manifest.num_rows,
+        "rejects": rejects.num_rows,
+        "counts": count_table(manifest),
+        "shards": shards,
+    }
+    write_atomically(out_dir / INDEX_NAME, json.dumps(index, indent=2, sort_keys=False) + "\n")
+    return index

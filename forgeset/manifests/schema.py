@@ -1,0 +1,104 @@
+"""The per-sample record: one definition gives the manifest row, KEY.json and KEY.cls.
+
+manifest.parquet keeps real nulls under an explicit Arrow schema. KEY.json cannot: HF `datasets`
+infers a WebDataset's features from the first five samples of a split, and a field that is null
+there but a string later fails to load. So KEY.json holds no nulls: strings that do not apply
+are "", numbers that do not apply are -1 (never a valid value for those fields).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import pyarrow as pa
+
+FORMAT_VERSION = 1
+LABELS = {"real": 0, "fake": 1}
+
+
+@dataclass
+class SampleRecord:
+    """Everything known about one sample: identity, label, recipe, lineage and image facts."""
+
+    key: str
+    split: str
+    label: str
+    kind: str
+    group: str
+    source: str | None
+    license: str | None
+    caption: str | None
+    generator: str | None
+    model: str | None
+    revision: str | None
+    scheduler: str | None
+    prompt: str | None
+    seed: int | None
+    steps: int | None
+    guidance: float | None
+    dtype: str | None
+    diffusers_version: str | None
+    torch_version: str | None
+    parent_key: str | None
+    width: int
+    height: int
+    format: str
+    quality: int
+    ops: str
+    sha256: str
+    bytes: int
+    shard: str
+
+    def member_json(self) -> bytes:
+        """KEY.json: every field but `shard`, typed sentinels instead of nulls (see module doc)."""
+        out: dict[str, Any] = {}
+        for name, value in asdict(self).items():
+            if name == "shard":
+                continue
+            if value is None:
+                value = _SENTINELS[name]
+            out[name] = value
+        return json.dumps(out, sort_keys=True, ensure_ascii=False).encode("utf-8")
+
+    def member_cls(self) -> bytes:
+        """KEY.cls: 0 for real, 1 for fake."""
+        return str(LABELS[self.label]).encode()
+
+
+_ARROW_TYPES = {
+    "int | None": pa.int64(),
+    "int": pa.int64(),
+    "float | None": pa.float64(),
+    "str | None": pa.string(),
+    "str": pa.string(),
+}
+MANIFEST_SCHEMA = pa.schema(
+    [pa.field(f.name, _ARROW_TYPES[f.type], nullable="None" in f.type) for f in fields(SampleRecord)]
+)
+_SENTINELS = {
+    f.name: ("" if "str" in f.type else -1.0 if "float" in f.type else -1)
+    for f in fields(SampleRecord)
+    if "None" in f.type
+}
+
+
+@dataclass
+class RejectRecord:
+    """An input that was refused, with why; nothing is dropped silently."""
+
+    key: str
+    source: str
+    ref: str
+    reason: str
+    detail: str
+    shard: str
+
+
+REJECTS_SCHEMA = pa.schema([pa.field(f.name, pa.string(), nullable=False) for f in fields(RejectRecord)])
+
+
+def records_table(records: list[Any], schema: pa.Schema) -> pa.Table:
+    """A typed table from dataclass records (an empty list gives an empty table with the schema)."""
+    return pa.Table.from_pylist([asdict(r) for r in records], schema=schema)

@@ -1,0 +1,176 @@
+"""End-to-end builds on a real local Ray cluster: reproducible, resumable, safe with bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from forgeset.builders.build import OutputConflict
+from forgeset.cli import app
+from tests.conftest import HOSTILE_ACCEPTED, HOSTILE_REJECTS, tiny_spec, write_spec
+
+
+def shard_hashes(out: Path) -> dict[str, str]:
+    return {s["path"]: s["sha256"] for s in json.loads((out / "index.json").read_text())["shards"]}
+
+
+def test_output_layout_index_and_manifest(tiny_corpus: Path) -> None:
+    index = json.loads((tiny_corpus / "index.json").read_text())
+    assert index["format_version"] == 1 and index["name"] == "tiny"
+    assert index["members"] == ["cls", "json", "png"]
+    assert index["counts"]["all"]["label"] == {"fake": 12, "real": 16}
+    assert index["samples"] == 28 and index["rejects"] == 0
+    assert index["libraries"]["diffusers"] and index["libraries"]["zlib"]
+    assert (tiny_corpus / "spec.resolved.yaml").read_text().startswith("name: tiny")
+    from forgeset.builders.spec import load_spec
+
+    assert index["spec_sha256"] == load_spec(tiny_corpus.parent / "spec.yaml").spec.sha256()
+    manifest = pq.read_table(tiny_corpus / "manifest.parquet").to_pylist()
+    assert len(manifest) == 28
+    fake = next(row for row in manifest if row["label"] == "fake")
+    assert fake["model"] == "builtin:tiny-sd" and fake["revision"].startswith("recipe-")
+    assert (fake["steps"], fake["guidance"], fake["scheduler"]) == (2, 3.0, "DDIMScheduler")
+    assert fake["prompt"] in {"a photo of a cat", "a photo of a dog", "a photo of a car"}
+    assert fake["kind"] == "text2image" and fake["generator"] == "tiny-sd" and fake["seed"] >= 0
+    real = next(row for row in manifest if row["label"] == "real")
+    assert real["source"].startswith("bundled:") and real["license"]
+    assert real["model"] is None and real["seed"] is None
+    for row in manifest:
+        assert (row["width"], row["height"], row["format"], row["quality"]) == (32, 32, "png", 1)
+        assert row["shard"].startswith(row["split"] + "/")
+    assert not list(tiny_corpus.rglob("*.tmp"))
+
+
+def test_two_builds_and_worker_counts_give_identical_shards(
+    tmp_path: Path, tiny_corpus: Path, build_corpus: Callable[..., Path]
+) -> None:
+    one_worker = build_corpus(tmp_path / "w1", tiny_spec(), workers=1)
+    assert shard_hashes(one_worker) == shard_hashes(tiny_corpus)
+    assert (one_worker / "manifest.parquet").read_bytes() == (tiny_corpus / "manifest.parquet").read_bytes()
+
+
+def test_hostile_folder_gives_rejects_and_normalized_samples(
+    tmp_path: Path, hostile_images: Path, build_corpus: Callable[..., Path]
+) -> None:
+    spec = tiny_spec(
+        real=[{"type": "folder", "name": "mixed", "path": str(hostile_images)}],
+        generate=[],
+        shards={"size": 4},
+        splits={"train": 1.0, "val": 0.0, "test": 0.0},
+    )
+    del spec["prompts"]
+    out = build_corpus(tmp_path, spec)
+    rejects = {r["ref"]: r for r in pq.read_table(out / "rejects.parquet").to_pylist()}
+    assert {ref: r["reason"] for ref, r in rejects.items()} == HOSTILE_REJECTS
+    manifest = pq.read_table(out / "manifest.parquet").to_pylist()
+    assert sorted(row["source"].removeprefix("mixed:") for row in manifest) == HOSTILE_ACCEPTED
+    rotated = next(row for row in manifest if row["source"].endswith("rotated_exif6.jpg"))
+    assert [op["op"] for op in json.loads(rotated["ops"])] == ["exif_orientation", "center_crop", "resize"]
+    # Every shard that held a refused input still finished with its other samples.
+    index = json.loads((out / "index.json").read_text())
+    assert sum(s["count"] for s in index["shards"]) == len(HOSTILE_ACCEPTED)
+    assert index["rejects"] == len(HOSTILE_REJECTS)
+
+
+def test_different_spec_in_existing_out_is_refused(tmp_path: Path, tiny_corpus: Path) -> None:
+    spec_path = write_spec(tmp_path, tiny_spec(seed=99))
+    result = CliRunner().invoke(app, ["build", "dataset", "--spec", str(spec_path), "--out", str(tiny_corpus)])
+    assert result.exit_code == 2
+    assert "holds a build of a different spec" in result.output and "--overwrite" in result.output
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("precious")
+    result = CliRunner().invoke(
+        app, ["build", "dataset", "--spec", str(spec_path), "--out", str(foreign), "--overwrite"]
+    )
+    assert result.exit_code == 2 and "is not a forgeset output" in result.output
+    assert (foreign / "thesis.tex").read_text() == "precious"
+
+
+def test_overwrite_replaces_a_build_of_another_spec(tmp_path: Path, build_corpus: Callable[..., Path]) -> None:
+    from forgeset.builders.build import prepare_output
+
+    out = build_corpus(tmp_path, tiny_spec(generate=[{**tiny_spec()["generate"][0], "count": 2}]))
+    with pytest.raises(OutputConflict):
+        prepare_output(out, "0" * 64, fresh=False, overwrite=False)
+    prepare_output(out, "0" * 64, fresh=False, overwrite=True)
+    assert not (out / "index.json").exists() and not (out / "train").exists()
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if process.poll() is not None:
+            raise AssertionError(f"build exited early with {process.returncode}")
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the build")
+        time.sleep(0.05)
+
+
+def test_sigkilled_build_resumes_to_the_same_bytes(tmp_path: Path, tiny_corpus: Path) -> None:
+    """Kill the whole process group after the first shard's marker appears, then resume."""
+    work = tmp_path / "killed"
+    spec_path = write_spec(work, tiny_spec())
+    out = work / "out"
+    command = [
+        sys.executable,
+        "-m",
+        "forgeset.cli",
+        "build",
+        "dataset",
+        "--spec",
+        str(spec_path),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+    ]
+    process = subprocess.Popen(
+        command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ}
+    )
+    markers = out / ".forgeset" / "shards"
+    try:
+        _wait_for(lambda: any(markers.glob("*.done.json")), 240, process)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert not (out / "index.json").exists()
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**os.environ})
+    assert resumed.returncode == 0, resumed.stderr
+    # A Ray worker orphaned by the kill may finish one more shard before it exits; count at resume.
+    reused = re.search(r"(\d+) built, (\d+) reused", " ".join(resumed.stderr.split()))
+    assert reused, resumed.stderr
+    total = len(shard_hashes(tiny_corpus))
+    assert int(reused[1]) + int(reused[2]) == total and 1 <= int(reused[2]) < total
+    assert shard_hashes(out) == shard_hashes(tiny_corpus)
+    assert (out / "manifest.parquet").read_bytes() == (tiny_corpus / "manifest.parquet").read_bytes()
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_resume_removes_leftovers_of_unfinished_shards(
+    tmp_path: Path, tiny_corpus: Path, build_corpus: Callable[..., Path]
+) -> None:
+    import shutil
+
+    out = tmp_path / "out"
+    shutil.copytree(tiny_corpus, out)
+    (out / "index.json").unlink()
+    (out / ".forgeset" / "shards" / "train-00001.done.json").unlink()  # as if killed before the marker
+    (out / "train" / "00002.tar.tmp").write_bytes(b"half a tar")
+    (out / "train" / "00003.tar").write_bytes(b"tampered")  # marker says otherwise: rebuilt
+    build_corpus(tmp_path, tiny_spec())
+    assert shard_hashes(out) == shard_hashes(tiny_corpus)
+    assert not (out / "train" / "00002.tar.tmp").exists()

@@ -1,0 +1,158 @@
+"""Shared fixtures: offline environment, one local Ray session, tiny specs, hostile images."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+# Set before Ray starts so its workers inherit them: offline, and a builtin-model cache that this
+# session builds itself (so the build-from-config path is exercised every run).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("FORGESET_CACHE", tempfile.mkdtemp(prefix="forgeset-test-cache-"))
+
+ALL_PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "hubble", "retina", "ihc", "motorcycle"]
+
+
+def tiny_spec(**overrides: Any) -> dict[str, Any]:
+    """A small spec (16 real tiles, 12 fakes, 32 px, shards of 6) that builds in seconds."""
+    spec: dict[str, Any] = {
+        "name": "tiny",
+        "seed": 7,
+        "image": {"size": 32},
+        "shards": {"size": 6},
+        "real": [{"type": "bundled", "tile": 64, "max_tiles": 2, "photos": ALL_PHOTOS}],
+        "prompts": {"type": "templates", "classes": ["cat", "dog", "car"]},
+        "generate": [
+            {
+                "type": "text2image",
+                "model": "builtin:tiny-sd",
+                "count": 12,
+                "steps": 2,
+                "guidance": 3.0,
+                "batch_size": 4,
+            }
+        ],
+    }
+    spec.update(overrides)
+    return spec
+
+
+def write_spec(folder: Path, data: dict[str, Any], name: str = "spec.yaml") -> Path:
+    """Write `data` as a YAML spec file in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def ray_session() -> Any:
+    """One local Ray cluster (2 CPUs) for the whole test session; builds reuse it."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def build_corpus(ray_session: Any) -> Callable[..., Path]:
+    """Build a spec dict into a folder in-process (on the session's Ray) and return OUT."""
+    from forgeset.builders.build import build_dataset
+    from forgeset.builders.executors import RayExecutor
+    from forgeset.builders.spec import load_spec
+
+    def build(folder: Path, data: dict[str, Any], workers: int = 2, **kwargs: Any) -> Path:
+        spec_path = write_spec(folder, data)
+        out = folder / "out"
+        build_dataset(load_spec(spec_path), out, executor=RayExecutor(workers), **kwargs)
+        return out
+
+    return build
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus(tmp_path_factory: pytest.TempPathFactory, build_corpus: Callable[..., Path]) -> Path:
+    """The tiny spec, built once per session. Tests that alter it must copy it first."""
+    return build_corpus(tmp_path_factory.mktemp("tiny"), tiny_spec())
+
+
+def _jpeg_with_exif(pixels: np.ndarray, orientation: int = 1) -> bytes:
+    image = Image.fromarray(pixels)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    exif[0xA431] = "SERIAL-12345-CANARY"  # BodySerialNumber
+    exif[0x8825] = {1: "N", 2: (52.0, 31.0, 12.0)}  # GPS IFD: latitude
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=95, exif=exif)
+    return buffer.getvalue()
+
+
+def _encoded(image: Image.Image, fmt: str, **kwargs: Any) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **kwargs)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def hostile_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with one file per hostile-input case; names say what each one is."""
+    folder = tmp_path_factory.mktemp("hostile")
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    halves = np.zeros((20, 40, 3), dtype=np.uint8)
+    halves[:, :20] = (255, 0, 0)  # left half red, right half blue (as stored)
+    halves[:, 20:] = (0, 0, 255)
+    palette = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    palette.info["transparency"] = 0
+    rgba = np.dstack([rgb, np.full((48, 64), 128, dtype=np.uint8)])
+    good = _encoded(Image.fromarray(rgb), "JPEG", quality=90)
+    files = {
+        "ok_exif_gps.jpg": _jpeg_with_exif(rgb),
+        "rotated_exif6.jpg": _jpeg_with_exif(halves, orientation=6),
+        "cmyk.jpg": _encoded(Image.fromarray(rgb).convert("CMYK"), "JPEG", quality=95),
+        "grey16.png": _encoded(Image.fromarray(np.full((40, 40), 65535, dtype=np.uint16)), "PNG"),
+        "palette_transparent.png": _encoded(palette, "PNG"),
+        "rgba.png": _encoded(Image.fromarray(rgba), "PNG"),
+        "grey.png": _encoded(Image.fromarray(rgb[..., 0]), "PNG"),
+        "truncated.jpg": good[: len(good) // 2],
+        "empty.png": b"",
+        "text_not_image.png": b"this is not an image\n" * 10,
+        "bomb.png": _encoded(Image.new("1", (12000, 12000)), "PNG"),
+        "subdir/nested.webp": _encoded(Image.fromarray(rgb), "WEBP", lossless=True),
+        "notes.txt": b"not listed: extension is not allowlisted",
+        ".hidden/skip.png": _encoded(Image.fromarray(rgb), "PNG"),
+    }
+    for name, data in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return folder
+
+
+HOSTILE_REJECTS = {
+    "bomb.png": "too many pixels",
+    "empty.png": "empty file",
+    "text_not_image.png": "not an image",
+    "truncated.jpg": "truncated or corrupt",
+}
+HOSTILE_ACCEPTED = [
+    "cmyk.jpg",
+    "grey.png",
+    "grey16.png",
+    "ok_exif_gps.jpg",
+    "palette_transparent.png",
+    "rgba.png",
+    "rotated_exif6.jpg",
+    "subdir/nested.webp",
+]

@@ -174,3 +174,18 @@ def test_resume_removes_leftovers_of_unfinished_shards(
     build_corpus(tmp_path, tiny_spec())
     assert shard_hashes(out) == shard_hashes(tiny_corpus)
     assert not (out / "train" / "00002.tar.tmp").exists()
+
+
+def test_cli_build_reports_counts_and_a_rerun_reuses_every_shard(tmp_path: Path, ray_session: object) -> None:
+    spec = tiny_spec(real=[{"type": "bundled", "tile": 64, "max_tiles": 1, "photos": ["coffee", "rocket"]}])
+    spec["generate"][0]["count"] = 3
+    spec_path = write_spec(tmp_path, spec)
+    out = tmp_path / "out"
+    command = ["build", "dataset", "--spec", str(spec_path), "--out", str(out), "--workers", "2"]
+    first = CliRunner().invoke(app, command)
+    assert first.exit_code == 0, first.output
+    shards = len(json.loads((out / "index.json").read_text())["shards"])
+    assert f"built 5 samples in {shards} shards ({shards} built), 0 rejected" in " ".join(first.output.split())
+    again = CliRunner().invoke(app, command)
+    assert again.exit_code == 0
+    assert f"(0 built, {shards} reused)" in " ".join(again.output.split())

@@ -91,11 +91,19 @@ class RayExecutor(Executor):
             turn = dict.fromkeys(actors, 0)
 
             def submit(shard: ShardPlan) -> Any:
+                # One actor call per planned batch, dealt across replicas: every replica works on
+                # every shard (no idle tail), and a batch's bytes do not depend on which one runs it.
                 refs = []
-                for name, replicas in actors.items():
+                for params in ctx.spec.generate:
+                    name = params.generator_name
                     jobs = [GenerationJob(j.key, j.seed, j.prompt) for j in shard.jobs if j.generator == name]
-                    if jobs:
-                        refs.append(replicas[turn[name] % len(replicas)].generate.remote(jobs))
+                    for start in range(0, len(jobs), params.batch_size):
+                        replicas = actors[name]
+                        refs.append(
+                            replicas[turn[name] % len(replicas)].generate.remote(
+                                jobs[start : start + params.batch_size]
+                            )
+                        )
                         turn[name] += 1
                 return task.remote(ctx, shard, *refs)
 

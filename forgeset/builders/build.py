@@ -124,6 +124,6 @@ def build_dataset(
         runner = executor or RayExecutor(workers or os.cpu_count() or 1)
         runner.run(ctx, pending, shard_done)
     states = [(shard.split, ctx.shard_state(shard)) for shard in plan.shards]
-    members = sorted([spec.image.extension, "json", "cls"])
+    members = sorted([*spec.image.extensions(), "json", "cls", *(["mask.png"] if spec.localized else [])])
     index = finalize(out_dir, spec.name, spec_sha256, spec.image.model_dump(mode="json"), members, states)
     return BuildResult(out_dir=out_dir, index=index, built_shards=len(pending), reused_shards=len(done))

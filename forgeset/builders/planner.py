@@ -7,13 +7,13 @@ plans the same shards whatever the worker count, the order of execution or an in
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from forgeset.builders.prompts import prompt_sources
 from forgeset.builders.sources import RealItem, RealSource, real_sources
-from forgeset.builders.spec import Spec
-from forgeset.generators import Generator, GeneratorParams, generators
+from forgeset.builders.spec import HOLDOUT_SPLIT, SPLIT_NAMES, Spec, SpecError
+from forgeset.generators import Generator, GeneratorParams, generators, manipulators
 
 
 def unit_draw(*parts: object) -> float:
@@ -47,6 +47,9 @@ class Job:
     generator: str | None = None
     prompt: str | None = None
     parent_key: str | None = None
+    strength: float | None = None
+    perturb: tuple[str, ...] = ()
+    perturb_child: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,9 +91,10 @@ def make_source(params: object, base_dir: Path) -> RealSource:
     return real_sources.get(params.type)(params, base_dir)  # type: ignore[attr-defined]
 
 
-def make_generator(params: GeneratorParams, base_dir: Path, image_size: int) -> Generator:
-    """Instantiate the registered generator for its params (no model is loaded here)."""
-    return generators.get(params.type)(params, base_dir, image_size)
+def make_stage(params: GeneratorParams, base_dir: Path, image_size: int) -> Generator:
+    """Instantiate the registered generator or manipulation for its params (no model is loaded here)."""
+    registry = manipulators if params.type in manipulators.names() else generators
+    return registry.get(params.type)(params, base_dir, image_size)
 
 
 def _assign_split(spec: Spec, group: str) -> str:
@@ -104,8 +108,7 @@ def _assign_split(spec: Spec, group: str) -> str:
     return next(name for name, fraction in reversed(fractions) if fraction > 0)
 
 
-def plan_jobs(spec: Spec, base_dir: Path) -> list[Job]:
-    """Every sample of the corpus as a job (real inputs listed, fakes given seeds and prompts)."""
+def _real_jobs(spec: Spec, base_dir: Path) -> tuple[list[Job], dict[str, list[tuple[str, str | None]]]]:
     jobs: list[Job] = []
     captions: dict[str, list[tuple[str, str | None]]] = {}
     for params in spec.real:
@@ -125,10 +128,21 @@ def plan_jobs(spec: Spec, base_dir: Path) -> list[Job]:
                     item=item,
                 )
             )
+    return jobs, captions
+
+
+def _prompt_texts(spec: Spec, params: GeneratorParams, base_dir: Path, captions: dict) -> list:
+    prompt_params = params.prompts or spec.prompts
+    if prompt_params is None:
+        return []
+    return prompt_sources.get(prompt_params.type)(prompt_params, base_dir).prompts(captions)
+
+
+def _generated_jobs(spec: Spec, base_dir: Path, captions: dict) -> list[Job]:
+    jobs: list[Job] = []
     for params in spec.generate:
         name = params.generator_name
-        prompt_params = params.prompts or spec.prompts
-        prompts = prompt_sources.get(prompt_params.type)(prompt_params, base_dir).prompts(captions)
+        prompts = _prompt_texts(spec, params, base_dir, captions)
         for index in range(params.count):
             key = f"{name}-{index:08d}"
             prompt = prompts[index % len(prompts)]
@@ -149,18 +163,115 @@ def plan_jobs(spec: Spec, base_dir: Path) -> list[Job]:
     return jobs
 
 
+def _manipulated_jobs(spec: Spec, base_dir: Path, reals: list[Job], captions: dict) -> list[Job]:
+    """Children of real parents: parents picked by a seeded draw, one child per parent (and strength)."""
+    jobs: list[Job] = []
+    for index, params in enumerate(spec.manipulate):
+        name = params.generator_name
+        eligible = [job for job in reals if params.sources is None or job.source in params.sources]
+        if params.count > len(eligible):
+            raise SpecError(
+                "<spec>",
+                [
+                    (
+                        f"manipulate[{index}].count",
+                        f"asks for {params.count} parents, the real sources list {len(eligible)}",
+                    )
+                ],
+            )
+        picked = sorted(eligible, key=lambda job: unit_draw(spec.seed, "parent", name, job.key))[: params.count]
+        prompts = _prompt_texts(spec, params, base_dir, captions)
+        strengths = params.strengths if getattr(params, "mode", None) == "img2img" else [None]
+        child = 0
+        for parent in sorted(picked, key=lambda job: job.key):
+            for strength in strengths:
+                key = f"{name}-{child:08d}"
+                caption = parent.item.caption if parent.item else None
+                prompt = caption or (prompts[child % len(prompts)].text if prompts else "")
+                jobs.append(
+                    Job(
+                        key=key,
+                        label="fake",
+                        kind=params.type,
+                        group=parent.group,
+                        split=parent.split,
+                        seed=sample_seed(spec.seed, key),
+                        source=parent.source,
+                        item=parent.item,
+                        generator=name,
+                        prompt=prompt,
+                        parent_key=parent.key,
+                        strength=strength,
+                    )
+                )
+                child += 1
+    return jobs
+
+
+def _perturbed_jobs(spec: Spec, base: list[Job]) -> list[Job]:
+    """Apply each perturb stage to the base samples: mark them (replace) or add children (new)."""
+    jobs = list(base)
+    for stage in spec.perturb:
+        name = stage.stage_name
+        children = []
+        for position, job in enumerate(jobs):
+            if job.perturb_child or (stage.target != "both" and job.label != stage.target):
+                continue
+            if unit_draw(spec.seed, "perturb", name, job.key) >= stage.fraction:
+                continue
+            if stage.mode == "replace":
+                jobs[position] = replace(job, perturb=(*job.perturb, name))
+            else:
+                children.append(
+                    replace(job, key=f"{job.key}-{name}", parent_key=job.key, perturb=(name,), perturb_child=True)
+                )
+        jobs.extend(children)
+    return jobs
+
+
+def _hold_out(spec: Spec, jobs: list[Job]) -> list[Job]:
+    """Move every lineage group that holds a held-out generator's sample to the OOD split."""
+    held = set(spec.splits.holdout_generators)
+    groups = {job.group for job in jobs if job.generator in held}
+    return [replace(job, split=HOLDOUT_SPLIT) if job.group in groups else job for job in jobs]
+
+
+def plan_jobs(spec: Spec, base_dir: Path) -> list[Job]:
+    """Every sample of the corpus as a job (real inputs listed, fakes given seeds and prompts)."""
+    reals, captions = _real_jobs(spec, base_dir)
+    jobs = reals + _generated_jobs(spec, base_dir, captions) + _manipulated_jobs(spec, base_dir, reals, captions)
+    return _hold_out(spec, _perturbed_jobs(spec, jobs))
+
+
 def plan_build(spec: Spec, base_dir: Path) -> Plan:
-    """Group jobs into shards: per split, a seeded shuffle (so shards mix classes), then chunks."""
+    """Group jobs into shards per split: whole lineage groups in a seeded order, so a shard holds
+    each sample's parent (derived samples are made from it) and shards mix classes."""
     jobs = plan_jobs(spec, base_dir)
     shards: list[ShardPlan] = []
     counts: dict[str, int] = {}
-    for split in ("train", "val", "test"):
-        members = sorted(
-            (job for job in jobs if job.split == split), key=lambda job: unit_draw(spec.seed, "order", job.key)
-        )
-        counts[split] = len(members)
-        size = spec.shards.size
-        for index, start in enumerate(range(0, len(members), size)):
-            chunk = sorted(members[start : start + size], key=lambda job: job.key)
-            shards.append(ShardPlan(split=split, index=index, jobs=tuple(chunk)))
+    size = spec.shards.size
+    for split in (*SPLIT_NAMES, HOLDOUT_SPLIT):
+        groups: dict[str, list[Job]] = {}
+        for job in jobs:
+            if job.split == split:
+                groups.setdefault(job.group, []).append(job)
+        counts[split] = sum(len(members) for members in groups.values())
+        chunk: list[Job] = []
+        for group in sorted(groups, key=lambda g: unit_draw(spec.seed, "order", g)):
+            chunk.extend(groups[group])
+            if len(chunk) >= size:
+                shards.append(
+                    ShardPlan(
+                        split,
+                        len([s for s in shards if s.split == split]),
+                        tuple(sorted(chunk, key=lambda job: job.key)),
+                    )
+                )
+                chunk = []
+        if chunk:
+            shards.append(
+                ShardPlan(
+                    split, len([s for s in shards if s.split == split]), tuple(sorted(chunk, key=lambda job: job.key))
+                )
+            )
     return Plan(spec=spec, base_dir=base_dir, shards=shards, counts=counts)

@@ -8,14 +8,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import pyarrow.parquet as pq
 
-from forgeset.builders.planner import Job, ShardPlan, make_source
+from forgeset.annotate.masks import area_fraction
+from forgeset.builders.planner import Job, ShardPlan, make_source, sample_seed
 from forgeset.builders.sources import RealSource
 from forgeset.builders.spec import Spec
+from forgeset.generators.base import SampleRejected, StageOutput
 from forgeset.imaging.decode import ImageRejected, decode_image
-from forgeset.imaging.encode import encode_image
+from forgeset.imaging.encode import encode_image, encode_mask
+from forgeset.imaging.policy import ImagePolicy
 from forgeset.imaging.resize import fit_to_policy
 from forgeset.manifests.schema import (
     MANIFEST_SCHEMA,
@@ -25,6 +29,7 @@ from forgeset.manifests.schema import (
     records_table,
 )
 from forgeset.manifests.shard_writer import ShardStats, ShardWriter
+from forgeset.perturbations.stage import apply_perturbation
 
 STATE_DIR = ".forgeset"
 
@@ -43,10 +48,10 @@ class BuildContext:
 
 
 @dataclass(frozen=True)
-class GeneratedBatch:
-    """What a generator actor returns for one shard: pixels per key and the shared recipe."""
+class StageBatch:
+    """A model-holding stage's results for some jobs of one shard, and their shared recipe."""
 
-    pixels: dict[str, np.ndarray]
+    outputs: dict[str, StageOutput | SampleRejected]
     provenance: dict[str, Any]
 
 
@@ -69,26 +74,26 @@ def _record(
     shard: ShardPlan,
     encoded: bytes,
     size: int,
-    ctx: BuildContext,
+    policy: ImagePolicy,
     ops: list[dict],
     provenance: dict[str, Any],
-    source: str | None,
+    facts: dict[str, Any],
+    mask_area: float | None,
 ) -> SampleRecord:
-    policy = ctx.spec.image
     return SampleRecord(
         key=job.key,
         split=job.split,
         label=job.label,
         kind=job.kind,
         group=job.group,
-        source=source,
+        source=f"{job.source}:{job.item.ref}" if job.item else None,
         license=job.item.license if job.item else None,
         caption=job.item.caption if job.item else None,
         generator=job.generator,
         model=provenance.get("model"),
         revision=provenance.get("revision"),
         scheduler=provenance.get("scheduler"),
-        prompt=job.prompt,
+        prompt=job.prompt if job.generator else None,
         seed=job.seed,
         steps=provenance.get("steps"),
         guidance=provenance.get("guidance"),
@@ -96,6 +101,11 @@ def _record(
         diffusers_version=provenance.get("diffusers_version"),
         torch_version=provenance.get("torch_version"),
         parent_key=job.parent_key,
+        perturbation=",".join(job.perturb) or None,
+        strength=facts.get("strength"),
+        mask_area=mask_area,
+        psnr=facts.get("psnr"),
+        ssim=facts.get("ssim"),
         width=size,
         height=size,
         format=policy.format,
@@ -107,59 +117,117 @@ def _record(
     )
 
 
-def _real_pixels(job: Job, source: RealSource, ctx: BuildContext) -> tuple[np.ndarray, list[dict]]:
-    policy = ctx.spec.image
+def load_real(ctx: BuildContext, source: RealSource, job: Job) -> tuple[np.ndarray, list[dict]]:
+    """A real input decoded and fitted to the real label's policy: the pixels every child starts from."""
+    policy = ctx.spec.image.for_label("real")
     try:
         data = source.read(job.item)
     except OSError as err:
         raise ImageRejected("unreadable", str(err)) from None
-    decoded = decode_image(data, policy.max_pixels, policy.alpha_background)
-    return decoded.pixels, decoded.ops
+    try:
+        decoded = decode_image(data, policy.max_pixels, policy.alpha_background)
+        pixels, resize_ops = fit_to_policy(decoded.pixels, policy)
+    except ImageRejected:
+        raise
+    except Exception as err:  # a hostile input must not abort the shard; keep why
+        raise ImageRejected("decode error", f"{type(err).__name__}: {err}") from None
+    return pixels, decoded.ops + resize_ops
 
 
-def build_shard(ctx: BuildContext, shard: ShardPlan, generated: list[GeneratedBatch]) -> ShardSummary:
-    """Produce every sample of `shard`; a refused real input becomes a reject row, never an abort."""
-    policy = ctx.spec.image
-    pixels_by_key: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
-    for batch in generated:
-        for key, pixels in batch.pixels.items():
-            pixels_by_key[key] = (pixels, batch.provenance)
+@dataclass
+class _Made:
+    """A sample's pixels before encoding, with what its record and its children need."""
+
+    pixels: np.ndarray
+    mask: np.ndarray | None
+    ops: list[dict]
+    provenance: dict[str, Any]
+    facts: dict[str, Any]
+
+
+def _base(
+    job: Job,
+    ctx: BuildContext,
+    sources: dict[str, RealSource],
+    outputs: dict[str, Any],
+    provenance: dict[str, dict[str, Any]],
+    made: dict[str, _Made],
+) -> _Made:
+    """The sample before its own perturbations: decoded, generated, manipulated, or its parent."""
+    if job.perturb_child:
+        parent = made.get(job.parent_key)  # type: ignore[arg-type]
+        if parent is None:
+            raise ImageRejected("parent rejected", f"{job.parent_key} could not be made")
+        return _Made(parent.pixels, parent.mask, list(parent.ops), parent.provenance, dict(parent.facts))
+    if job.generator is None:
+        pixels, ops = load_real(ctx, sources[job.source], job)
+        return _Made(pixels, None, ops, {}, {})
+    result = outputs[job.key]
+    if isinstance(result, SampleRejected):
+        raise ImageRejected(result.reason, result.detail)
+    return _Made(result.pixels, result.mask, list(result.ops), provenance[job.key], dict(result.facts))
+
+
+def build_shard(ctx: BuildContext, shard: ShardPlan, batches: list[StageBatch]) -> ShardSummary:
+    """Produce every sample of `shard`; a refused input becomes a reject row, never an abort.
+
+    Base samples come first, then perturbation children, which start from their parent's final
+    pixels (a lineage group never spans shards, so the parent is always here).
+    """
+    outputs: dict[str, Any] = {}
+    provenance: dict[str, dict[str, Any]] = {}
+    for batch in batches:
+        outputs.update(batch.outputs)
+        provenance.update(dict.fromkeys(batch.outputs, batch.provenance))
     sources: dict[str, RealSource] = {p.source_name: make_source(p, ctx.base_dir) for p in ctx.spec.real}
+    stages = {stage.stage_name: stage for stage in ctx.spec.perturb}
+    made: dict[str, _Made] = {}
     samples: list[dict[str, bytes | str]] = []
     records: list[SampleRecord] = []
     rejects: list[RejectRecord] = []
-    for job in shard.jobs:
-        provenance: dict[str, Any] = {}
-        source_label = None
-        if job.item is not None:
-            source_label = f"{job.source}:{job.item.ref}"
-            try:
-                pixels, ops = _real_pixels(job, sources[job.source], ctx)
-                pixels, resize_ops = fit_to_policy(pixels, policy)
-            except ImageRejected as err:
-                rejects.append(RejectRecord(job.key, job.source, job.item.ref, err.reason, err.detail, shard.path))
-                continue
-            except Exception as err:  # a hostile input must not abort the shard; keep why
-                rejects.append(
-                    RejectRecord(
-                        job.key, job.source, job.item.ref, "decode error", f"{type(err).__name__}: {err}", shard.path
-                    )
-                )
-                continue
-        else:
-            pixels, provenance = pixels_by_key[job.key]
-            ops = []
-            pixels, resize_ops = fit_to_policy(pixels, policy)
-        encoded = encode_image(pixels, policy)
-        record = _record(job, shard, encoded, policy.size, ctx, ops + resize_ops, provenance, source_label)
-        records.append(record)
-        samples.append(
-            {"__key__": job.key, policy.extension: encoded, "json": record.member_json(), "cls": record.member_cls()}
+    for job in sorted(shard.jobs, key=lambda j: (j.perturb_child, j.key)):
+        try:
+            sample = _base(job, ctx, sources, outputs, provenance, made)
+        except ImageRejected as err:
+            ref = job.item.ref if job.item else job.parent_key or ""
+            rejects.append(
+                RejectRecord(job.key, job.source or job.generator or "", ref, err.reason, err.detail, shard.path)
+            )
+            continue
+        for name in job.perturb:
+            seed = sample_seed(ctx.spec.seed, f"{job.key}:{name}")
+            sample.pixels, sample.mask, applied = apply_perturbation(stages[name], sample.pixels, sample.mask, seed)
+            sample.ops.extend(applied)
+        policy = ctx.spec.image.for_label(job.label)
+        sample.pixels, resize_ops = fit_to_policy(sample.pixels, policy)
+        sample.ops.extend(resize_ops)
+        made[job.key] = sample
+        encoded = encode_image(sample.pixels, policy)
+        mask = sample.mask
+        if mask is not None and mask.shape != sample.pixels.shape[:2]:
+            mask = cv2.resize(mask, sample.pixels.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+        mask_area = round(area_fraction(mask), 6) if mask is not None else None
+        record = _record(
+            job, shard, encoded, policy.size, policy, sample.ops, sample.provenance, sample.facts, mask_area
         )
+        records.append(record)
+        members: dict[str, bytes | str] = {
+            "__key__": job.key,
+            policy.extension: encoded,
+            "json": record.member_json(),
+            "cls": record.member_cls(),
+        }
+        if ctx.spec.localized:
+            if mask is None:
+                mask = np.zeros(sample.pixels.shape[:2], dtype=np.uint8)
+            members["mask.png"] = encode_mask(mask, policy.png_compression)
+        samples.append(members)
     stats = ShardWriter(ctx.out_dir, shard.path).write(samples)
     state = ctx.shard_state(shard)
     state.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(records_table(records, MANIFEST_SCHEMA), state.with_suffix(".rows.parquet"))
+    pq.write_table(
+        records_table(sorted(records, key=lambda r: r.key), MANIFEST_SCHEMA), state.with_suffix(".rows.parquet")
+    )
     pq.write_table(records_table(rejects, REJECTS_SCHEMA), state.with_suffix(".rejects.parquet"))
     marker = {
         "path": stats.path,

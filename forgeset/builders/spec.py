@@ -14,11 +14,14 @@ from pydantic import Field, ValidationError, model_validator
 from forgeset.builders.prompts import prompt_sources
 from forgeset.builders.sources import real_sources
 from forgeset.builders.sources.base import NAME_PATTERN
-from forgeset.generators import generators
+from forgeset.generators import generators, manipulators
+from forgeset.generators.inpaint import OPENCV_METHODS
 from forgeset.imaging.policy import ImagePolicy
+from forgeset.perturbations.stage import PerturbStageParams
 from forgeset.strict_model import StrictModel
 
 SPLIT_NAMES = ("train", "val", "test")
+HOLDOUT_SPLIT = "test_ood"
 
 
 class ShardPolicy(StrictModel):
@@ -33,6 +36,9 @@ class SplitPolicy(StrictModel):
     train: float = Field(0.8, ge=0.0, le=1.0)
     val: float = Field(0.1, ge=0.0, le=1.0)
     test: float = Field(0.1, ge=0.0, le=1.0)
+    holdout_generators: list[str] = Field(
+        default_factory=list, description=f"generators whose samples (and lineage) go to {HOLDOUT_SPLIT} only"
+    )
 
     @model_validator(mode="after")
     def _sum_to_one(self) -> SplitPolicy:
@@ -44,6 +50,14 @@ class SplitPolicy(StrictModel):
     def fractions(self) -> list[tuple[str, float]]:
         """(split, fraction) in the fixed order train, val, test."""
         return [(name, getattr(self, name)) for name in SPLIT_NAMES]
+
+
+class BiasGate(StrictModel):
+    """A metadata-only probe (width, height, file size, format, quality) must not tell real from fake."""
+
+    max_auc: float | None = Field(
+        None, ge=0.5, le=1.0, description="fail the build (after writing it) when the probe's AUC is higher"
+    )
 
 
 class Spec(StrictModel):
@@ -58,15 +72,25 @@ class Spec(StrictModel):
     real: list[real_sources.params_union()] = Field(default_factory=list)  # type: ignore[valid-type]
     prompts: prompt_sources.params_union() | None = None  # type: ignore[valid-type]
     generate: list[generators.params_union()] = Field(default_factory=list)  # type: ignore[valid-type]
+    manipulate: list[manipulators.params_union()] = Field(default_factory=list)  # type: ignore[valid-type]
+    perturb: list[PerturbStageParams] = Field(default_factory=list)
+    bias_gate: BiasGate = Field(default_factory=BiasGate)
 
     @model_validator(mode="after")
     def _consistent(self) -> Spec:
         if not self.real and not self.generate:
             raise ValueError("the spec makes nothing: give at least one `real` source or `generate` entry")
-        names = [source.source_name for source in self.real] + [g.generator_name for g in self.generate]
+        names = (
+            [source.source_name for source in self.real]
+            + [g.generator_name for g in self.generate]
+            + [m.generator_name for m in self.manipulate]
+        )
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
-            raise ValueError(f"source and generator names must be unique; repeated: {duplicates}")
+            raise ValueError(f"source, generator and manipulation names must be unique; repeated: {duplicates}")
+        stages = [p.stage_name for p in self.perturb]
+        if len(stages) != len(set(stages)):
+            raise ValueError(f"perturb stage names must be unique; got {stages}")
         real_names = {source.source_name for source in self.real}
         for index, generator in enumerate(self.generate):
             prompts = generator.prompts or self.prompts
@@ -76,7 +100,22 @@ class Spec(StrictModel):
                 raise ValueError(
                     f"generate[{index}] takes captions from {prompts.source!r}, which is not a real source"
                 )
+        for index, stage in enumerate(self.manipulate):
+            unknown = sorted(set(stage.sources or []) - real_names)
+            if not self.real or unknown:
+                raise ValueError(f"manipulate[{index}] needs real parents; unknown sources: {unknown or 'none given'}")
+            if stage.model not in OPENCV_METHODS and self.image.size % 8:
+                raise ValueError(f"manipulate[{index}] is a diffusion model: image.size must be a multiple of 8")
+        made = {g.generator_name for g in self.generate} | {m.generator_name for m in self.manipulate}
+        unknown = sorted(set(self.splits.holdout_generators) - made)
+        if unknown:
+            raise ValueError(f"splits.holdout_generators names no generator or manipulation: {unknown}")
         return self
+
+    @property
+    def localized(self) -> bool:
+        """Whether any stage edits locally: then every sample carries KEY.mask.png."""
+        return any(stage.type == "inpaint" for stage in self.manipulate)
 
     def canonical_json(self) -> str:
         """Every field, defaults filled, keys sorted: what the spec hash is taken over."""
@@ -109,13 +148,24 @@ class LoadedSpec:
     base_dir: Path
 
 
+def _union_tags() -> set[str]:
+    from forgeset.annotate.masks import mask_generators
+    from forgeset.perturbations.ops import perturb_ops
+
+    registries = (real_sources, generators, manipulators, prompt_sources, mask_generators, perturb_ops)
+    return {name for registry in registries for name in registry.names()}
+
+
+_UNION_TAGS = _union_tags()
+
+
 def _field_path(loc: tuple[Any, ...]) -> str:
     """pydantic's error location as `generate[0].count` (union tags dropped)."""
     path = ""
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif part in real_sources.names() or part in generators.names() or part in prompt_sources.names():
+        elif isinstance(part, str) and part in _UNION_TAGS:
             continue  # discriminator tag pydantic inserts for tagged unions
         else:
             path += f".{part}" if path else str(part)

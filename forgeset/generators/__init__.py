@@ -1,6 +1,26 @@
-"""Generators; importing this package registers every generator type."""
+"""Generators and manipulations; importing this package registers every type."""
 
-from forgeset.generators import text2image  # noqa: F401
-from forgeset.generators.base import GenerationJob, Generator, GeneratorParams, generators
+from forgeset.generators import inpaint, launder, text2image  # noqa: F401
+from forgeset.generators.base import (
+    GenerationJob,
+    Generator,
+    GeneratorParams,
+    ManipulationJob,
+    Manipulator,
+    ManipulatorParams,
+    StageOutput,
+    generators,
+    manipulators,
+)
 
-__all__ = ["GenerationJob", "Generator", "GeneratorParams", "generators"]
+__all__ = [
+    "GenerationJob",
+    "Generator",
+    "GeneratorParams",
+    "ManipulationJob",
+    "Manipulator",
+    "ManipulatorParams",
+    "StageOutput",
+    "generators",
+    "manipulators",
+]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -86,3 +86,99 @@ def local_model_revision(folder: Path) -> str:
     if index.exists():
         digest.update(index.read_bytes())
     return f"local-{digest.hexdigest()[:16]}"
+
+
+@dataclass
+class StageOutput:
+    """One produced image plus what only this sample knows (mask, strength, fidelity, ops)."""
+
+    pixels: np.ndarray
+    mask: np.ndarray | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+    ops: list[dict[str, Any]] = field(default_factory=list)
+
+
+class ManipulatorParams(GeneratorParams):
+    """A stage that edits or re-synthesizes real parents; `count` is the number of parents."""
+
+    sources: list[str] | None = Field(None, description="real sources to take parents from; default all")
+
+
+@dataclass(frozen=True)
+class ManipulationJob:
+    """One parent to edit: the child's key and seed, the prompt, and the strength to use."""
+
+    key: str
+    seed: int
+    prompt: str
+    parent_key: str
+    strength: float | None = None
+
+
+@dataclass(frozen=True)
+class ParentImage:
+    """A real parent at the corpus size, with its source annotation (masks, polygons) if any."""
+
+    pixels: np.ndarray
+    annotation: Any = None
+
+
+@dataclass(frozen=True)
+class SampleRejected:
+    """A planned sample that cannot be made (e.g. no mask fits); recorded in rejects.parquet."""
+
+    reason: str
+    detail: str = ""
+
+
+class Manipulator(Generator):
+    """A model-holding stage whose inputs are real parents at the corpus size."""
+
+    @abstractmethod
+    def manipulate(self, jobs: list[ManipulationJob], parents: list[ParentImage]) -> list[StageOutput | SampleRejected]:
+        """One result per job; a job's result depends only on its parent, seed and parameters."""
+
+    def generate(self, jobs: list[GenerationJob]) -> list[np.ndarray]:
+        raise TypeError(f"{type(self).__name__} edits parents; call manipulate()")
+
+
+manipulators: Registry = Registry("manipulation")
+
+
+def torch_device_and_dtype(device: str, dtype: str) -> tuple[str, str]:
+    """Resolve `auto` device and dtype; on CPU pin torch to one thread (bytes must not depend on it)."""
+    import torch
+
+    resolved = "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
+    if resolved == "cpu":
+        torch.set_num_threads(1)
+    if dtype == "auto":
+        dtype = "float16" if resolved == "cuda" else "float32"
+    return resolved, dtype
+
+
+def resolve_model(model: str, revision: str | None, base_dir: Path) -> tuple[str, str | None, str | None]:
+    """(what from_pretrained loads, the revision to pass it, the revision to record)."""
+    from forgeset.generators.builtin import builtin_revision, is_builtin, materialize_builtin
+
+    if is_builtin(model):
+        return str(materialize_builtin(model)), None, builtin_revision(model)
+    local = Path(model).expanduser()
+    local = local if local.is_absolute() else base_dir / local
+    if local.is_dir():
+        return str(local), None, local_model_revision(local)
+    return model, revision, revision
+
+
+def quiet_diffusers() -> None:
+    """Silence diffusers' and transformers' info logs on workers (progress is ours)."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.set_verbosity_error()
+
+
+def to_uint8(images: np.ndarray) -> list[np.ndarray]:
+    """diffusers' float [0, 1] NHWC output to uint8 arrays, rounded as numpy_to_pil does."""
+    return [np.ascontiguousarray((image * 255).round().clip(0, 255).astype(np.uint8)) for image in images]

@@ -13,9 +13,11 @@ from forgeset.generators.base import (
     Generator,
     GeneratorParams,
     generators,
-    local_model_revision,
+    quiet_diffusers,
+    resolve_model,
+    to_uint8,
+    torch_device_and_dtype,
 )
-from forgeset.generators.builtin import builtin_revision, is_builtin, materialize_builtin
 
 # Scheduler names a spec may use -> diffusers class name (swapped in with from_config).
 SCHEDULERS = {
@@ -29,10 +31,6 @@ SCHEDULERS = {
     "unipc": "UniPCMultistepScheduler",
 }
 
-# One fixed thread count for generation on the CPU: float results depend on it, and bytes must
-# not depend on how many workers a build has.
-CPU_THREADS = 1
-
 
 def hub_commit(model: str, revision: str | None) -> str | None:
     """The commit hash a Hub id resolved to in the local cache, if it was loaded from there."""
@@ -44,11 +42,6 @@ def hub_commit(model: str, revision: str | None) -> str | None:
     if isinstance(cached, str) and "/snapshots/" in cached:
         return cached.split("/snapshots/")[1].split("/")[0]
     return None
-
-
-def to_uint8(images: np.ndarray) -> list[np.ndarray]:
-    """diffusers' float [0, 1] NHWC output to uint8 arrays, rounded as numpy_to_pil does."""
-    return [np.ascontiguousarray((image * 255).round().clip(0, 255).astype(np.uint8)) for image in images]
 
 
 @generators.register("text2image")
@@ -73,37 +66,16 @@ class DiffusersText2Image(Generator):
         self._dtype = "float32"
         self._revision: str | None = None
 
-    def _model_location(self) -> tuple[str, str | None, str | None]:
-        """(what from_pretrained loads, the revision to pass, the revision to record)."""
-        model = self.params.model
-        if is_builtin(model):
-            return str(materialize_builtin(model)), None, builtin_revision(model)
-        local = Path(model).expanduser()
-        local = local if local.is_absolute() else self.base_dir / local
-        if local.is_dir():
-            return str(local), None, local_model_revision(local)
-        return model, self.params.revision, self.params.revision
-
     def setup(self) -> None:
         import diffusers
         import torch
-        import transformers
         from diffusers import AutoPipelineForText2Image
 
-        diffusers.utils.logging.set_verbosity_error()
-        transformers.utils.logging.set_verbosity_error()
-
-        if self.params.device == "cuda" or (self.params.device == "auto" and torch.cuda.is_available()):
-            self._device = "cuda"
-        else:
-            torch.set_num_threads(CPU_THREADS)
-        dtype = self.params.dtype
-        if dtype == "auto":
-            dtype = "float16" if self._device == "cuda" else "float32"
-        self._dtype = dtype
-        location, revision, recorded = self._model_location()
+        quiet_diffusers()
+        self._device, self._dtype = torch_device_and_dtype(self.params.device, self.params.dtype)
+        location, revision, recorded = resolve_model(self.params.model, self.params.revision, self.base_dir)
         pipe = AutoPipelineForText2Image.from_pretrained(
-            location, revision=revision, dtype=getattr(torch, dtype), use_safetensors=True
+            location, revision=revision, dtype=getattr(torch, self._dtype), use_safetensors=True
         )
         if self.params.scheduler:
             scheduler_cls = getattr(diffusers, SCHEDULERS[self.params.scheduler])

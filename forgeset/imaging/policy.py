@@ -9,6 +9,15 @@ from pydantic import Field, model_validator
 from forgeset.strict_model import StrictModel
 
 
+class PolicyOverride(StrictModel):
+    """Per-label exceptions to the one policy: only for building deliberately biased corpora."""
+
+    size: int | None = Field(None, ge=8, le=8192)
+    format: Literal["png", "jpeg"] | None = None
+    png_compression: int | None = Field(None, ge=0, le=9)
+    jpeg_quality: int | None = Field(None, ge=1, le=100)
+
+
 class ImagePolicy(StrictModel):
     """Output size, resize rule and encoding shared by every sample in a corpus.
 
@@ -28,12 +37,28 @@ class ImagePolicy(StrictModel):
     alpha_background: tuple[int, int, int] = Field(
         (255, 255, 255), description="RGB colour that transparent inputs are composited onto"
     )
+    per_label: dict[Literal["real", "fake"], PolicyOverride] = Field(
+        default_factory=dict,
+        description="break the one-policy rule for one label (shortcut studies; the bias gate will flag it)",
+    )
 
     @model_validator(mode="after")
     def _background_in_range(self) -> ImagePolicy:
         if any(not 0 <= c <= 255 for c in self.alpha_background):
             raise ValueError("alpha_background values must lie in 0..255")
         return self
+
+    def for_label(self, label: str) -> ImagePolicy:
+        """The policy a sample of `label` is written with (the shared one unless overridden)."""
+        override = self.per_label.get(label)  # type: ignore[call-overload]
+        if override is None:
+            return self
+        changes = {k: v for k, v in override.model_dump().items() if v is not None}
+        return self.model_copy(update={**changes, "per_label": {}})
+
+    def extensions(self) -> list[str]:
+        """Every image member extension this policy can write."""
+        return sorted({self.for_label(label).extension for label in ("real", "fake")})
 
     @property
     def extension(self) -> str:

@@ -42,6 +42,11 @@ class SampleRecord:
     diffusers_version: str | None
     torch_version: str | None
     parent_key: str | None
+    perturbation: str | None
+    strength: float | None
+    mask_area: float | None
+    psnr: float | None
+    ssim: float | None
     width: int
     height: int
     format: str

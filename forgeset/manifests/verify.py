@@ -31,15 +31,15 @@ def _members(path: Path) -> Iterator[tuple[str, str, bytes]]:
             yield key, ext, archive.extractfile(member).read()
 
 
-def _check_sample(
-    shard: str, key: str, members: dict[str, bytes], expected: set[str], row: dict | None, size: int
-) -> None:
+def _check_sample(shard: str, key: str, members: dict[str, bytes], localized: bool, row: dict | None) -> None:
     where = f"{shard}: sample {key}"
     if row is None:
         raise CorpusInvalid(f"{where} is in the tar but not in the manifest")
+    image_ext = "png" if row["format"] == "png" else "jpg"
+    expected = {image_ext, "json", "cls"} | ({"mask.png"} if localized else set())
     if set(members) != expected:
         raise CorpusInvalid(f"{where} has members {sorted(members)}, expected {sorted(expected)}")
-    image_ext = next(ext for ext in ("png", "jpg") if ext in expected)
+    size = row["width"]
     image_bytes = members[image_ext]
     if hashlib.sha256(image_bytes).hexdigest() != row["sha256"]:
         raise CorpusInvalid(f"{where}: image sha256 differs from the manifest")
@@ -49,8 +49,8 @@ def _check_sample(
             dims = image.size
     except Exception as err:
         raise CorpusInvalid(f"{where}: image does not decode ({err})") from None
-    if dims != (size, size) or dims != (row["width"], row["height"]):
-        raise CorpusInvalid(f"{where}: image is {dims[0]}x{dims[1]}, policy says {size}x{size}")
+    if dims != (row["width"], row["height"]):
+        raise CorpusInvalid(f"{where}: image is {dims[0]}x{dims[1]}, the manifest says {size}x{size}")
     try:
         meta = json.loads(members["json"])
     except ValueError as err:
@@ -81,8 +81,10 @@ def verify_corpus(out_dir: Path, progress: Callable[[int], None] | None = None) 
         raise CorpusInvalid("manifest.parquet has duplicate keys")
     if len(manifest) != index["samples"]:
         raise CorpusInvalid(f"manifest has {len(manifest)} rows, index.json says {index['samples']}")
-    size = index["image_policy"]["size"]
-    expected = set(index["members"])
+    localized = "mask.png" in index["members"]
+    sizes = {index["image_policy"]["size"]} | {
+        o["size"] for o in index["image_policy"]["per_label"].values() if o.get("size")
+    }
     seen = 0
     for entry in index["shards"]:
         path = out_dir / entry["path"]
@@ -100,7 +102,11 @@ def verify_corpus(out_dir: Path, progress: Callable[[int], None] | None = None) 
             raise CorpusInvalid(f"{entry['path']}: not a readable tar ({err})") from None
         for key, members in samples.items():
             row = rows.get(key)
-            _check_sample(entry["path"], key, members, expected, row, size)
+            _check_sample(entry["path"], key, members, localized, row)
+            if row["width"] not in sizes:
+                raise CorpusInvalid(
+                    f"{entry['path']}: sample {key} is {row['width']} px, the policy allows {sorted(sizes)}"
+                )
             if row["shard"] != entry["path"] or row["split"] != entry["split"]:
                 raise CorpusInvalid(f"{entry['path']}: sample {key} is listed under {row['shard']}")
         listed = sum(1 for row in manifest if row["shard"] == entry["path"])

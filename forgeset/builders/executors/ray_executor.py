@@ -8,38 +8,35 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 from forgeset.builders.executors.base import Executor, ShardFailed
-from forgeset.builders.planner import ShardPlan, make_generator
-from forgeset.builders.shard_builder import BuildContext, GeneratedBatch, ShardSummary, build_shard
-from forgeset.generators import GenerationJob, GeneratorParams
+from forgeset.builders.planner import Job, ShardPlan, make_stage
+from forgeset.builders.shard_builder import BuildContext, ShardSummary, StageBatch, build_shard
+from forgeset.builders.sources import RealSource
+from forgeset.builders.stage_runner import run_stage
+from forgeset.generators import GeneratorParams
 
 
-class GeneratorActor:
-    """Holds one generator's model for the life of the build (loaded on first use)."""
+class StageActor:
+    """Holds one generator's or manipulation's model for the life of the build (loaded on first use)."""
 
-    def __init__(self, params: GeneratorParams, base_dir: Path, image_size: int) -> None:
-        self.generator = make_generator(params, base_dir, image_size)
+    def __init__(self, params: GeneratorParams, ctx: BuildContext) -> None:
+        self.ctx = ctx
+        self.stage = make_stage(params, ctx.base_dir, ctx.spec.image.size)
+        self.sources: dict[str, RealSource] = {}
         self.loaded = False
 
-    def generate(self, jobs: list[GenerationJob]) -> GeneratedBatch:
-        """Generate `jobs` in batches of the spec's batch_size (batch composition is planned)."""
+    def run(self, jobs: list[Job]) -> StageBatch:
+        """Run one planned batch (its composition is fixed by the plan)."""
         if not self.loaded:
-            self.generator.setup()
+            self.stage.setup()
             self.loaded = True
-        size = self.generator.params.batch_size
-        pixels = {}
-        for start in range(0, len(jobs), size):
-            batch = jobs[start : start + size]
-            for job, image in zip(batch, self.generator.generate(batch), strict=True):
-                pixels[job.key] = image
-        return GeneratedBatch(pixels=pixels, provenance=self.generator.provenance())
+        return run_stage(self.ctx, self.stage, jobs, self.sources)
 
 
-def _shard_task(ctx: BuildContext, shard: ShardPlan, *generated: GeneratedBatch) -> ShardSummary:
-    return build_shard(ctx, shard, list(generated))
+def _shard_task(ctx: BuildContext, shard: ShardPlan, *batches: StageBatch) -> ShardSummary:
+    return build_shard(ctx, shard, list(batches))
 
 
 class RayExecutor(Executor):
@@ -69,15 +66,15 @@ class RayExecutor(Executor):
 
         gpus = int(ray.cluster_resources().get("GPU", 0))
         actors: dict[str, list[Any]] = {}
-        for params in ctx.spec.generate:
+        for params in (*ctx.spec.generate, *ctx.spec.manipulate):
             name = params.generator_name
             needed = sum(1 for shard in shards if any(job.generator == name for job in shard.jobs))
             if not needed:
                 continue
             on_gpu = gpus > 0 and params.device != "cpu"
             replicas = max(1, min(needed, gpus if on_gpu else self.workers))
-            remote = ray.remote(GeneratorActor).options(num_cpus=0, num_gpus=1 if on_gpu else 0)
-            actors[name] = [remote.remote(params, ctx.base_dir, ctx.spec.image.size) for _ in range(replicas)]
+            remote = ray.remote(StageActor).options(num_cpus=0, num_gpus=1 if on_gpu else 0)
+            actors[name] = [remote.remote(params, ctx) for _ in range(replicas)]
         return actors
 
     def run(self, ctx: BuildContext, shards: list[ShardPlan], on_done: Callable[[ShardSummary], None]) -> None:
@@ -94,16 +91,13 @@ class RayExecutor(Executor):
                 # One actor call per planned batch, dealt across replicas: every replica works on
                 # every shard (no idle tail), and a batch's bytes do not depend on which one runs it.
                 refs = []
-                for params in ctx.spec.generate:
+                for params in (*ctx.spec.generate, *ctx.spec.manipulate):
                     name = params.generator_name
-                    jobs = [GenerationJob(j.key, j.seed, j.prompt) for j in shard.jobs if j.generator == name]
+                    jobs = [j for j in shard.jobs if j.generator == name and not j.perturb_child]
                     for start in range(0, len(jobs), params.batch_size):
                         replicas = actors[name]
-                        refs.append(
-                            replicas[turn[name] % len(replicas)].generate.remote(
-                                jobs[start : start + params.batch_size]
-                            )
-                        )
+                        actor = replicas[turn[name] % len(replicas)]
+                        refs.append(actor.run.remote(jobs[start : start + params.batch_size]))
                         turn[name] += 1
                 return task.remote(ctx, shard, *refs)
 

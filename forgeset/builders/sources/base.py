@@ -61,6 +61,10 @@ class RealSource(ABC):
     def read(self, item: RealItem) -> bytes:
         """The raw bytes of `item` (decoded and checked later by the intake)."""
 
+    def read_annotation(self, item: RealItem) -> object | None:
+        """The item's annotation (mask image bytes or polygons) for annotation masks; None if none."""
+        return None
+
     def resolve(self, path: str) -> Path:
         """A spec path, relative to the spec file's folder unless absolute."""
         candidate = Path(path).expanduser()

@@ -33,6 +33,9 @@ class HuggingFaceSource(RealSource):
         image_column: str = "image"
         caption_column: str | None = None
         license_column: str | None = None
+        annotation_column: str | None = Field(
+            None, description="mask image or COCO-style polygons (normalised [0, 1]) for annotation masks"
+        )
 
     params: Params
 
@@ -52,6 +55,14 @@ class HuggingFaceSource(RealSource):
             RealItem(ref=str(row), caption=captions[row], license=licenses[row] or self.params.license)
             for row in range(count)
         ]
+
+    def read_annotation(self, item: RealItem) -> object | None:
+        if not self.params.annotation_column:
+            return None
+        cell = self._dataset()[int(item.ref)][self.params.annotation_column]
+        if isinstance(cell, dict) and "bytes" in cell:
+            return cell["bytes"]
+        return cell
 
     def read(self, item: RealItem) -> bytes:
         cell = self._dataset()[int(item.ref)][self.params.image_column]

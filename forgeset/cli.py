@@ -22,6 +22,7 @@ app.add_typer(build_app, name="build")
 
 console = Console(stderr=True)
 SPEC_ERROR_EXIT = 2
+BIAS_GATE_EXIT = 3
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -105,6 +106,12 @@ def build_dataset_command(
         f"({result.built_shards} built{reused}), {index['rejects']} rejected -> {result.out_dir}",
         highlight=False,
     )
+    from forgeset.manifests.bias_probe import gate_message
+
+    max_auc = loaded.spec.bias_gate.max_auc
+    failed = gate_message(index["bias_probe"], max_auc) if max_auc is not None else None
+    if failed:
+        raise _fail(f"{failed} (the corpus is written; see `forgeset inspect`)", BIAS_GATE_EXIT)
 
 
 @app.command()
@@ -167,6 +174,16 @@ def inspect(
     stdout.print(audit)
     if report["rejects"]:
         stdout.print("rejected inputs: " + ", ".join(f"{k} {v}" for k, v in report["rejects"].items()))
+    if report["leakage"]:
+        leak = report["leakage"]
+        stdout.print(
+            f"leakage: {leak['parents_across_splits']} samples with a parent in another split, "
+            f"{leak['hashes_across_splits']} identical images in more than one split"
+        )
+    probe = report["bias_probe"]
+    if probe and probe.get("auc") is not None:
+        attributes = ", ".join(f"{k} {v:.2f}" for k, v in probe["features"].items())
+        stdout.print(f"bias probe (metadata only): AUC {probe['auc']:.3f}; per attribute: {attributes}")
 
 
 if __name__ == "__main__":

@@ -45,4 +45,6 @@ def audit_corpus(out_dir: Path) -> dict[str, Any]:
         "counts": index["counts"],
         "audit": per_label,
         "rejects": reasons,
+        "leakage": index.get("leakage"),
+        "bias_probe": index.get("bias_probe"),
     }

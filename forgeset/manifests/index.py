@@ -13,6 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from forgeset.manifests.bias_probe import bias_probe, leakage
 from forgeset.manifests.schema import FORMAT_VERSION, MANIFEST_SCHEMA, REJECTS_SCHEMA
 
 INDEX_NAME = "index.json"
@@ -95,6 +96,9 @@ def finalize(
     rejects = pa.concat_tables(reject_tables) if reject_tables else REJECTS_SCHEMA.empty_table()
     pq.write_table(manifest, out_dir / MANIFEST_NAME)
     pq.write_table(rejects, out_dir / REJECTS_NAME)
+    rows = manifest.select(
+        ["key", "split", "label", "parent_key", "sha256", "width", "height", "bytes", "format", "quality"]
+    ).to_pylist()
     index = {
         "format_version": FORMAT_VERSION,
         "name": spec_name,
@@ -105,6 +109,8 @@ def finalize(
         "samples": manifest.num_rows,
         "rejects": rejects.num_rows,
         "counts": count_table(manifest),
+        "leakage": leakage(rows),
+        "bias_probe": bias_probe(rows),
         "shards": shards,
     }
     write_atomically(out_dir / INDEX_NAME, json.dumps(index, indent=2, sort_keys=False) + "\n")

@@ -81,6 +81,9 @@ def verify_corpus(out_dir: Path, progress: Callable[[int], None] | None = None) 
         raise CorpusInvalid("manifest.parquet has duplicate keys")
     if len(manifest) != index["samples"]:
         raise CorpusInvalid(f"manifest has {len(manifest)} rows, index.json says {index['samples']}")
+    orphan = next((r for r in manifest if r["parent_key"] and r["parent_key"] not in rows), None)
+    if orphan:
+        raise CorpusInvalid(f"sample {orphan['key']}: parent_key {orphan['parent_key']!r} is not in the manifest")
     localized = "mask.png" in index["members"]
     sizes = {index["image_policy"]["size"]} | {
         o["size"] for o in index["image_policy"]["per_label"].values() if o.get("size")

@@ -54,13 +54,17 @@ class MaskGenerator(ABC):
         """The mask after dilation, redrawn (same RNG stream) until its area lies in `params.area`."""
         low, high = self.params.area
         for _ in range(MAX_DRAWS):
-            mask = self.draw(rng, context)
-            if self.params.dilation:
-                size = 2 * self.params.dilation + 1
-                mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
+            mask = self.dilate(self.draw(rng, context))
             if low <= area_fraction(mask) <= high:
                 return mask
         raise MaskRejected(f"no mask with an area in [{low}, {high}] after {MAX_DRAWS} draws")
+
+    def dilate(self, mask: np.ndarray) -> np.ndarray:
+        """The mask grown by `params.dilation` pixels (unchanged when 0)."""
+        if not self.params.dilation:
+            return mask
+        size = 2 * self.params.dilation + 1
+        return cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size)))
 
     @abstractmethod
     def draw(self, rng: np.random.Generator, context: MaskContext) -> np.ndarray:

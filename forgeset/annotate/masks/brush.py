@@ -15,8 +15,8 @@ from forgeset.annotate.masks.base import MaskContext, MaskGenerator, MaskParams,
 class BrushMask(MaskGenerator):
     """Random-walk polylines with round joints, added until the sampled target area is reached.
 
-    A stroke that would push the area past the maximum is redrawn thinner, so the result always
-    lies in the configured range.
+    Areas are measured after dilation. A stroke that would push the area past the maximum is
+    redrawn thinner, so the result lies in the configured range.
     """
 
     class Params(MaskParams):
@@ -47,14 +47,14 @@ class BrushMask(MaskGenerator):
         mask = np.zeros((context.height, context.width), dtype=np.uint8)
         scale = 1.0
         for _ in range(500):
-            if area_fraction(mask) >= target:
+            if area_fraction(self.dilate(mask)) >= target:
                 break
             candidate = self._stroke(rng, mask, scale)
-            if area_fraction(candidate) > high:
+            if area_fraction(self.dilate(candidate)) > high:
                 scale *= 0.7  # too much at once: thinner strokes from now on
                 continue
             mask = candidate
-        if not low <= area_fraction(mask) <= high:
+        if not low <= area_fraction(self.dilate(mask)) <= high:
             mask = np.zeros_like(mask)  # pathological sizes: fall back to a centred square
             side = int(np.sqrt(target * mask.size))
             top, left = (context.height - side) // 2, (context.width - side) // 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from functools import lru_cache
 from typing import Literal
@@ -38,7 +39,8 @@ class BundledPhotos(RealSource):
     """Non-overlapping `tile` x `tile` crops of scikit-image's colour photos.
 
     Near-uniform tiles (the black corners of the retina photo, empty sky) are skipped: a flat
-    real tile is a shortcut, not a photo. At most `max_tiles` per photo, spread evenly over its
+    real tile is a shortcut, not a photo. A tile identical to an earlier one is skipped too (it
+    would land in two splits: leakage). At most `max_tiles` per photo, spread evenly over its
     grid, so no single photo dominates the real class.
     """
 
@@ -62,6 +64,7 @@ class BundledPhotos(RealSource):
     def list_items(self) -> list[RealItem]:
         tile = self.params.tile
         items = []
+        seen: set[bytes] = set()
         for name in self.params.photos:
             photo = _photo(name)
             cells = []
@@ -69,7 +72,9 @@ class BundledPhotos(RealSource):
                 for col in range(photo.shape[1] // tile):
                     crop = photo[row * tile : (row + 1) * tile, col * tile : (col + 1) * tile]
                     grey = crop.mean(axis=2) if crop.ndim == 3 else crop
-                    if grey.std() >= self.params.min_std:
+                    digest = hashlib.sha256(np.ascontiguousarray(crop).tobytes()).digest()
+                    if grey.std() >= self.params.min_std and digest not in seen:
+                        seen.add(digest)
                         cells.append((row, col))
             limit = self.params.max_tiles
             if limit and len(cells) > limit:

@@ -44,3 +44,10 @@ def test_help_imports_no_heavy_library() -> None:
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"
+
+
+def test_inspect_reports_leakage_and_the_bias_probe(tiny_corpus: Path) -> None:
+    result = CliRunner().invoke(app, ["inspect", str(tiny_corpus)])
+    text = " ".join(result.stdout.split())
+    assert "leakage: 0 samples with a parent in another split, 0 identical images in more than one split" in text
+    assert "bias probe (metadata only): AUC" in text and "format 0.50" in text

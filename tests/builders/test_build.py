@@ -189,3 +189,23 @@ def test_cli_build_reports_counts_and_a_rerun_reuses_every_shard(tmp_path: Path,
     again = CliRunner().invoke(app, command)
     assert again.exit_code == 0
     assert f"(0 built, {shards} reused)" in " ".join(again.output.split())
+
+
+def test_replace_mode_degrades_samples_in_place(tmp_path: Path, build_corpus: Callable[..., Path]) -> None:
+    perturb = [
+        {
+            "name": "blur",
+            "ops": [{"type": "gaussian_blur", "sigma": {"range": [1.0, 2.0]}}],
+            "target": "real",
+            "mode": "replace",
+        }
+    ]
+    out = build_corpus(tmp_path, tiny_spec(perturb=perturb))
+    rows = pq.read_table(out / "manifest.parquet").to_pylist()
+    assert len(rows) == 28  # no new samples
+    for row in rows:
+        ops = [op["op"] for op in json.loads(row["ops"])]
+        if row["label"] == "real":
+            assert row["perturbation"] == "blur" and "gaussian_blur" in ops and row["parent_key"] is None
+        else:
+            assert row["perturbation"] is None and "gaussian_blur" not in ops

@@ -13,7 +13,8 @@ from pathlib import Path
 from forgeset.builders.prompts import prompt_sources
 from forgeset.builders.sources import RealItem, RealSource, real_sources
 from forgeset.builders.spec import HOLDOUT_SPLIT, SPLIT_NAMES, Spec, SpecError
-from forgeset.generators import Generator, GeneratorParams, generators, manipulators
+from forgeset.generators import GeneratorParams, generators, manipulators
+from forgeset.generators.base import Stage
 
 
 def unit_draw(*parts: object) -> float:
@@ -91,7 +92,7 @@ def make_source(params: object, base_dir: Path) -> RealSource:
     return real_sources.get(params.type)(params, base_dir)  # type: ignore[attr-defined]
 
 
-def make_stage(params: GeneratorParams, base_dir: Path, image_size: int) -> Generator:
+def make_stage(params: GeneratorParams, base_dir: Path, image_size: int) -> Stage:
     """Instantiate the registered generator or manipulation for its params (no model is loaded here)."""
     registry = manipulators if params.type in manipulators.names() else generators
     return registry.get(params.type)(params, base_dir, image_size)
@@ -256,22 +257,14 @@ def plan_build(spec: Spec, base_dir: Path) -> Plan:
             if job.split == split:
                 groups.setdefault(job.group, []).append(job)
         counts[split] = sum(len(members) for members in groups.values())
-        chunk: list[Job] = []
+        chunks: list[list[Job]] = [[]]
         for group in sorted(groups, key=lambda g: unit_draw(spec.seed, "order", g)):
-            chunk.extend(groups[group])
-            if len(chunk) >= size:
-                shards.append(
-                    ShardPlan(
-                        split,
-                        len([s for s in shards if s.split == split]),
-                        tuple(sorted(chunk, key=lambda job: job.key)),
-                    )
-                )
-                chunk = []
-        if chunk:
-            shards.append(
-                ShardPlan(
-                    split, len([s for s in shards if s.split == split]), tuple(sorted(chunk, key=lambda job: job.key))
-                )
-            )
+            if len(chunks[-1]) >= size:
+                chunks.append([])
+            chunks[-1].extend(groups[group])
+        shards.extend(
+            ShardPlan(split, index, tuple(sorted(chunk, key=lambda job: job.key)))
+            for index, chunk in enumerate(chunks)
+            if chunk
+        )
     return Plan(spec=spec, base_dir=base_dir, shards=shards, counts=counts)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from forgeset.builders.planner import Job, make_source
 from forgeset.builders.shard_builder import BuildContext, StageBatch, load_real
 from forgeset.builders.sources import RealSource
-from forgeset.generators import GenerationJob, Generator, ManipulationJob, Manipulator, StageOutput
-from forgeset.generators.base import ParentImage, SampleRejected
+from forgeset.generators import GenerationJob, ManipulationJob, Manipulator, StageOutput
+from forgeset.generators.base import ParentImage, SampleRejected, Stage
 from forgeset.imaging.decode import ImageRejected
 
 
-def run_stage(ctx: BuildContext, stage: Generator, jobs: list[Job], sources: dict[str, RealSource]) -> StageBatch:
+def run_stage(ctx: BuildContext, stage: Stage, jobs: list[Job], sources: dict[str, RealSource]) -> StageBatch:
     """Generate (text-to-image) or manipulate (real parents decoded here) one planned batch."""
     outputs: dict[str, StageOutput | SampleRejected] = {}
     if not isinstance(stage, Manipulator):

@@ -51,8 +51,8 @@ class GenerationJob:
     prompt: str
 
 
-class Generator(ABC):
-    """A stage that turns jobs into uint8 RGB arrays with a model loaded once per worker."""
+class Stage(ABC):
+    """A model-holding stage: `setup()` loads weights on the worker, never `__init__`."""
 
     Params: ClassVar[type[GeneratorParams]]
 
@@ -63,15 +63,19 @@ class Generator(ABC):
 
     @abstractmethod
     def setup(self) -> None:
-        """Load the model; called once on the worker that runs this generator."""
+        """Load the model; called once on the worker that runs this stage."""
+
+    @abstractmethod
+    def provenance(self) -> dict[str, Any]:
+        """Per-sample recipe fields shared by every image of this stage (model, revision...)."""
+
+
+class Generator(Stage):
+    """Turns jobs (seed, prompt) into new images."""
 
     @abstractmethod
     def generate(self, jobs: list[GenerationJob]) -> list[np.ndarray]:
         """One HxWx3 uint8 array per job, in job order; a job's pixels depend only on its seed."""
-
-    @abstractmethod
-    def provenance(self) -> dict[str, Any]:
-        """Per-sample recipe fields shared by every image of this generator (model, revision...)."""
 
 
 generators: Registry = Registry("generator")
@@ -131,15 +135,12 @@ class SampleRejected:
     detail: str = ""
 
 
-class Manipulator(Generator):
+class Manipulator(Stage):
     """A model-holding stage whose inputs are real parents at the corpus size."""
 
     @abstractmethod
     def manipulate(self, jobs: list[ManipulationJob], parents: list[ParentImage]) -> list[StageOutput | SampleRejected]:
         """One result per job; a job's result depends only on its parent, seed and parameters."""
-
-    def generate(self, jobs: list[GenerationJob]) -> list[np.ndarray]:
-        raise TypeError(f"{type(self).__name__} edits parents; call manipulate()")
 
 
 manipulators: Registry = Registry("manipulation")

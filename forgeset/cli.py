@@ -186,5 +186,82 @@ def inspect(
         stdout.print(f"bias probe (metadata only): AUC {probe['auc']:.3f}; per attribute: {attributes}")
 
 
+def _tiers(values: list[str]) -> dict[str, int]:
+    tiers = {}
+    for value in values:
+        name, _, count = value.partition("=")
+        if not name or not count.isdigit() or int(count) < 1:
+            raise _fail(f"--tier takes NAME=SHARDS_PER_SPLIT (e.g. xs=1), got {value!r}", SPEC_ERROR_EXIT)
+        tiers[name] = int(count)
+    return tiers
+
+
+@app.command()
+def publish(
+    out: Annotated[Path, typer.Argument(help="a built corpus folder")],
+    repo_id: Annotated[str, typer.Option("--repo-id", help="Hub dataset repo, ORG/NAME")],
+    private: Annotated[bool, typer.Option("--private", help="create the repo as private")] = False,
+    dry_run: Annotated[Path | None, typer.Option("--dry-run", help="write the Hub folder here; upload nothing")] = None,
+    tier: Annotated[
+        list[str] | None, typer.Option("--tier", help="size tier NAME=SHARDS per split [default: xs=1 s=4 m=16]")
+    ] = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="files per commit")] = 50,
+) -> None:
+    """Build a Hub-ready folder (shards, manifest, index, dataset card) and upload it."""
+    from forgeset.manifests.hub import DEFAULT_TIERS, stage_release, upload_release
+    from forgeset.manifests.verify import CorpusInvalid, verify_corpus
+
+    if "/" not in repo_id:
+        raise _fail(f"--repo-id must be ORG/NAME, got {repo_id!r}", SPEC_ERROR_EXIT)
+    tiers = _tiers(tier) if tier else DEFAULT_TIERS
+    try:
+        verify_corpus(out)
+    except (CorpusInvalid, FileNotFoundError) as err:
+        raise _fail(f"refusing to publish {out}: {err}", 1) from None
+    folder = dry_run or out / ".forgeset" / "publish"
+    files = stage_release(out, folder, repo_id, tiers)
+    if dry_run:
+        console.print(
+            f"[green]wrote[/] {len(files)} files for {repo_id} to {folder} (nothing uploaded)", highlight=False
+        )
+        return
+    from huggingface_hub import get_token
+    from huggingface_hub.errors import HfHubHTTPError
+
+    if not get_token():
+        raise _fail("no Hugging Face token: set HF_TOKEN or run `hf auth login`", SPEC_ERROR_EXIT)
+    try:
+        report = upload_release(folder, files, repo_id, private, batch)
+    except HfHubHTTPError as err:
+        raise _fail(f"upload to {repo_id} failed (run the same command again to resume): {err}", 1) from None
+    console.print(
+        f"[green]published[/] {report.files} files in {report.batches} commit batches to {repo_id}", highlight=False
+    )
+
+
+@app.command()
+def export(
+    out: Annotated[Path, typer.Argument(help="a built corpus folder")],
+    target: Annotated[Path, typer.Argument(help="folder to write")],
+    layout: Annotated[str, typer.Option("--format", help="cnndetection | imagefolder")] = "cnndetection",
+) -> None:
+    """Copy the corpus into a folder layout detector code reads (byte copies; nothing re-encoded)."""
+    from forgeset.manifests.export import FORMATS, export_corpus
+
+    if layout not in FORMATS:
+        raise _fail(f"--format must be one of {', '.join(FORMATS)}, got {layout!r}", SPEC_ERROR_EXIT)
+    if target.exists() and any(target.iterdir()):
+        raise _fail(f"{target} exists and is not empty", SPEC_ERROR_EXIT)
+    try:
+        counts = export_corpus(out, target, layout)
+    except FileNotFoundError as err:
+        raise _fail(f"{out}: not a finished corpus ({err.filename} is missing)", 1) from None
+    console.print(
+        f"[green]exported[/] {sum(counts.values())} files in {len(counts)} folders to {target} "
+        "(lossless copies of the shard members; nothing was re-encoded)",
+        highlight=False,
+    )
+
+
 if __name__ == "__main__":
     app()

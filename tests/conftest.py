@@ -20,6 +20,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("FORGESET_CACHE", tempfile.mkdtemp(prefix="forgeset-test-cache-"))
 
+SPECS = Path(__file__).resolve().parent.parent / "specs"
 ALL_PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "hubble", "retina", "ihc", "motorcycle"]
 
 
@@ -85,6 +86,18 @@ def build_corpus(ray_session: Any) -> Callable[..., Path]:
 def tiny_corpus(tmp_path_factory: pytest.TempPathFactory, build_corpus: Callable[..., Path]) -> Path:
     """The tiny spec, built once per session. Tests that alter it must copy it first."""
     return build_corpus(tmp_path_factory.mktemp("tiny"), tiny_spec())
+
+
+@pytest.fixture(scope="session")
+def forensics_mix(tmp_path_factory: pytest.TempPathFactory, ray_session: Any) -> Path:
+    """specs/forensics-mix.yaml built once per session (masks, lineage, test_ood)."""
+    from forgeset.builders.build import build_dataset
+    from forgeset.builders.executors import RayExecutor
+    from forgeset.builders.spec import load_spec
+
+    out = tmp_path_factory.mktemp("mix") / "out"
+    build_dataset(load_spec(SPECS / "forensics-mix.yaml"), out, executor=RayExecutor(2))
+    return out
 
 
 def _jpeg_with_exif(pixels: np.ndarray, orientation: int = 1) -> bytes:

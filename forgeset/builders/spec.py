@@ -65,6 +65,7 @@ class Spec(StrictModel):
 
     name: str = Field(pattern=NAME_PATTERN, description="corpus name (lower-case, digits, dashes)")
     description: str | None = None
+    license: str = Field("other", description="the dataset's license (Hub license id), for the card")
     seed: int = Field(0, ge=0, description="root of every per-sample seed and split draw")
     image: ImagePolicy = Field(default_factory=ImagePolicy)
     shards: ShardPolicy = Field(default_factory=ShardPolicy)

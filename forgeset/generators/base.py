@@ -25,6 +25,7 @@ class GeneratorParams(StrictModel):
     name: str | None = Field(None, pattern=NAME_PATTERN, description="used in keys; default from model")
     model: str = Field(min_length=1, description="Hub id, local folder, or builtin:tiny-sd")
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit)")
+    license: str | None = Field(None, description="the model's license, shown in the dataset card")
     count: int = Field(gt=0, description="number of images to generate")
     batch_size: int = Field(8, gt=0)
     size: int | None = Field(None, ge=8, le=4096, description="generation size; default: image.size")

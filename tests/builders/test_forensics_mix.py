@@ -21,16 +21,7 @@ from forgeset.builders.planner import sample_seed
 from forgeset.builders.spec import load_spec
 from forgeset.cli import app
 from forgeset.perturbations.stage import apply_perturbation
-from tests.conftest import tiny_spec, write_spec
-
-SPECS = Path(__file__).resolve().parents[2] / "specs"
-
-
-@pytest.fixture(scope="session")
-def forensics_mix(tmp_path_factory: pytest.TempPathFactory, ray_session: Any) -> Path:
-    out = tmp_path_factory.mktemp("mix") / "out"
-    build_dataset(load_spec(SPECS / "forensics-mix.yaml"), out, executor=RayExecutor(2))
-    return out
+from tests.conftest import SPECS, tiny_spec, write_spec
 
 
 def _rows(out: Path) -> dict[str, dict]:

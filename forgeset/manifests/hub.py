@@ -1,0 +1,101 @@
+"""Publish a corpus: a Hub-ready folder (shards under data/, manifest, index, card) and its upload.
+
+The upload is a sequence of commits (the shards of one split at a time, up to `batch` files, the
+card last), each made with `create_commit`. Before each commit the Hub reports which files it
+already holds with the same content, and those are skipped: an interrupted upload, run again,
+sends only what is missing. The token comes from HF_TOKEN or the login cache and is never printed,
+logged or written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from forgeset.manifests.card import render_card
+from forgeset.manifests.index import INDEX_NAME, MANIFEST_NAME, RESOLVED_SPEC_NAME
+
+DEFAULT_TIERS = {"xs": 1, "s": 4, "m": 16}
+SIDE_FILES = (MANIFEST_NAME, INDEX_NAME, RESOLVED_SPEC_NAME, "rejects.parquet")
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link when possible (no second copy of the bytes), else copy."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        target.unlink()
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
+def stage_release(out_dir: Path, folder: Path, repo_id: str, tiers: dict[str, int]) -> list[str]:
+    """Write the Hub layout of `out_dir` into `folder`; return its files (relative, upload order)."""
+    import json
+
+    index = json.loads((out_dir / INDEX_NAME).read_text())
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for shard in index["shards"]:
+        _link_or_copy(out_dir / shard["path"], folder / "data" / shard["path"])
+        files.append(f"data/{shard['path']}")
+    for name in SIDE_FILES:
+        if (out_dir / name).exists():
+            _link_or_copy(out_dir / name, folder / name)
+            files.append(name)
+    (folder / "README.md").write_text(render_card(out_dir, repo_id, tiers), encoding="utf-8")
+    files.append("README.md")
+    return files
+
+
+@dataclass
+class UploadReport:
+    """What an upload went through: commit batches and files (unchanged ones were not re-sent)."""
+
+    batches: int
+    files: int
+
+
+def _batches(files: list[str], batch: int) -> list[list[str]]:
+    """Shards grouped by split in chunks of `batch`; side files and the card in the last commit."""
+    groups: dict[str, list[str]] = {}
+    for path in files:
+        key = path.split("/")[1] if path.startswith("data/") else "~side"
+        groups.setdefault(key, []).append(path)
+    out = []
+    for key in sorted(groups):
+        paths = groups[key]
+        out += [paths[i : i + batch] for i in range(0, len(paths), batch)]
+    return out
+
+
+def upload_release(
+    folder: Path,
+    files: list[str],
+    repo_id: str,
+    private: bool,
+    batch: int = 50,
+    progress: Callable[[int, int], None] | None = None,
+) -> UploadReport:
+    """Create the dataset repo (if needed) and commit `files` in batches, skipping unchanged ones."""
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    # HF_ENDPOINT (a mirror, a private Hub) is read here, not at import; the token comes from HF_TOKEN or the
+    # login cache inside huggingface_hub and never passes through forgeset.
+    api = HfApi(endpoint=os.environ.get("HF_ENDPOINT"))
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    done = 0
+    batches = _batches(files, batch)
+    for number, paths in enumerate(batches, start=1):
+        operations = [CommitOperationAdd(path_in_repo=p, path_or_fileobj=str(folder / p)) for p in paths]
+        api.create_commit(
+            repo_id, operations, repo_type="dataset", commit_message=f"forgeset publish ({number}/{len(batches)})"
+        )
+        done += len(paths)
+        if progress:
+            progress(done, len(files))
+    return UploadReport(batches=len(batches), files=len(files))

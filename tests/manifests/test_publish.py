@@ -1,0 +1,178 @@
+"""`forgeset publish`: a dry-run folder that loads offline, and an upload to a stand-in Hub."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import webdataset as wds
+import yaml
+from typer.testing import CliRunner
+
+from forgeset.cli import app
+from tests.fake_hub import FakeHub
+
+CANARY = "hf_CANARYtokenTHATmustNEVERbeSEEN0123456789"
+
+
+@pytest.fixture(scope="module")
+def dry_run(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("release") / "release"
+    result = CliRunner().invoke(
+        app, ["publish", str(tiny_corpus), "--repo-id", "forensics/tiny", "--dry-run", str(folder), "--tier", "xs=1"]
+    )
+    assert result.exit_code == 0, result.output
+    return folder
+
+
+def _manifest(out: Path) -> dict[str, dict]:
+    return {row["key"]: row for row in pq.read_table(out / "manifest.parquet").to_pylist()}
+
+
+def test_dry_run_folder_loads_offline_for_every_config(dry_run: Path, tiny_corpus: Path, tmp_path: Path) -> None:
+    import datasets
+
+    rows = _manifest(tiny_corpus)
+    full = datasets.load_dataset(str(dry_run), cache_dir=str(tmp_path / "a"))
+    assert sum(len(split) for split in full.values()) == len(rows)
+    for split, dataset in full.items():
+        for example in dataset:
+            row = rows[example["__key__"]]
+            assert row["split"] == split and example["cls"] == (row["label"] == "fake")
+    xs = datasets.load_dataset(str(dry_run), name="xs", cache_dir=str(tmp_path / "b"))
+    index = json.loads((tiny_corpus / "index.json").read_text())
+    first = {s["split"]: s["count"] for s in reversed(index["shards"]) if s["path"].endswith("00000.tar")}
+    assert {split: len(d) for split, d in xs.items()} == first
+
+
+def test_dry_run_shards_read_with_webdataset_and_equal_the_originals(dry_run: Path, tiny_corpus: Path) -> None:
+    tars = sorted(dry_run.glob("data/*/*.tar"))
+    assert [t.relative_to(dry_run / "data") for t in tars] == sorted(
+        t.relative_to(tiny_corpus) for t in tiny_corpus.glob("*/*.tar")
+    )
+    keys = [s["__key__"] for s in wds.WebDataset([str(t) for t in tars], shardshuffle=False, empty_check=False)]
+    assert sorted(keys) == sorted(_manifest(tiny_corpus))
+    for tar in tars:
+        original = tiny_corpus / tar.relative_to(dry_run / "data")
+        assert hashlib.sha256(tar.read_bytes()).digest() == hashlib.sha256(original.read_bytes()).digest()
+
+
+def test_card_front_matter_and_body(dry_run: Path) -> None:
+    text = (dry_run / "README.md").read_text()
+    _, front, body = text.split("---", 2)
+    meta = yaml.safe_load(front)
+    assert meta["license"] == "other" and meta["pretty_name"] == "tiny"
+    assert meta["task_categories"] == ["image-classification"] and meta["size_categories"] == ["n<1K"]
+    assert [c["config_name"] for c in meta["configs"]] == ["default", "xs"]
+    assert all(
+        p.startswith("data/") and p.endswith(".tar")
+        for c in meta["configs"]
+        for f in c["data_files"]
+        for p in f["path"]
+    )
+    assert "| `tiny-sd` | text2image | `builtin:tiny-sd` |" in body
+    assert "Metadata-only probe" in body and "32x32 px" in body
+    assert 'datasets.load_dataset("forensics/tiny"' in body
+    assert {"manifest.parquet", "index.json", "spec.resolved.yaml"} <= {p.name for p in dry_run.iterdir()}
+
+
+def _publish(out: Path, hub: FakeHub, *extra: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": hub.url,
+        "HF_TOKEN": CANARY,
+        "HF_HUB_OFFLINE": "0",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HUB_DISABLE_XET": "1",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "forgeset.cli",
+        "publish",
+        str(out),
+        "--repo-id",
+        "forensics/tiny",
+        "--batch",
+        "2",
+        *extra,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+def _no_canary_under(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            assert CANARY.encode() not in path.read_bytes(), path
+
+
+def test_upload_commits_every_file_and_never_shows_the_token(tiny_corpus: Path, tmp_path: Path) -> None:
+    import shutil
+
+    out = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, out)
+    with FakeHub() as hub:
+        result = _publish(out, hub)
+        assert result.returncode == 0, result.stderr
+        staged = out / ".forgeset" / "publish"
+        expected = {p.relative_to(staged).as_posix(): p.read_bytes() for p in staged.rglob("*") if p.is_file()}
+        assert hub.repos["forensics/tiny"] == expected
+        assert "README.md" in hub.commits[-1][1]  # the card lands last: a repo with a card is complete
+        assert any(f"Bearer {CANARY}" in headers for headers in hub.headers_seen)  # the token was used...
+    assert CANARY not in result.stdout + result.stderr  # ...and never shown
+    _no_canary_under(out)
+
+
+def test_interrupted_upload_resumes_without_resending_finished_files(tiny_corpus: Path, tmp_path: Path) -> None:
+    import shutil
+
+    out = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, out)
+    with FakeHub() as hub:
+        hub.fail_commits = {3}
+        first = _publish(out, hub)
+        assert first.returncode == 1
+        assert "run the same command again to resume" in " ".join(first.stderr.split())
+        commits_before = len(hub.commits)
+        assert commits_before == 2  # the third commit failed
+        sent_before = {path for _, paths in hub.commits for path in paths}
+        assert sent_before and all(path.startswith("data/") for path in sent_before)
+        second = _publish(out, hub)
+        assert second.returncode == 0, second.stderr
+        resent = {path for _, paths in hub.commits[commits_before:] for path in paths}
+        assert not resent & sent_before
+        staged = out / ".forgeset" / "publish"
+        assert set(hub.repos["forensics/tiny"]) == {
+            p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file()
+        }
+    assert CANARY not in first.stderr + second.stderr + first.stdout + second.stdout
+
+
+def test_publish_without_a_token_is_refused(tiny_corpus: Path, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "HF_TOKEN"}
+    env.update(HF_HOME=str(tmp_path / "hf"), HF_HUB_OFFLINE="0")
+    result = subprocess.run(
+        [sys.executable, "-m", "forgeset.cli", "publish", str(tiny_corpus), "--repo-id", "a/b"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "no Hugging Face token: set HF_TOKEN" in result.stderr
+
+
+def test_publish_refuses_a_corrupt_corpus(tiny_corpus: Path, tmp_path: Path) -> None:
+    import shutil
+
+    out = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, out)
+    (out / "val" / "00000.tar").write_bytes(b"broken")
+    result = CliRunner().invoke(app, ["publish", str(out), "--repo-id", "a/b", "--dry-run", str(tmp_path / "d")])
+    assert result.exit_code == 1 and "refusing to publish" in result.output

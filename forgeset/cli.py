@@ -263,5 +263,61 @@ def export(
     )
 
 
+@app.command()
+def validate(
+    out: Annotated[Path, typer.Argument(help="a built corpus folder")],
+    detector_names: Annotated[
+        str, typer.Option("--detectors", help="comma-separated detector types")
+    ] = "spectrum,cnn,npr",
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="override each detector's epochs")] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    matrix_detector: Annotated[
+        str | None,
+        typer.Option("--matrix-detector", help="detector for the cross-generator matrix [default: the first]"),
+    ] = None,
+) -> None:
+    """Train baseline detectors, evaluate every protocol, write validation/metrics.json and report.html."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from forgeset.detectors import detectors
+    from forgeset.detectors.report import render_report
+    from forgeset.detectors.validate import validate_corpus
+
+    names = [n.strip() for n in detector_names.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(detectors.names()))
+    if not names or unknown:
+        raise _fail(
+            f"--detectors: unknown {unknown or 'none given'}; known: {', '.join(detectors.names())}", SPEC_ERROR_EXIT
+        )
+    try:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
+            task = bar.add_task("loading corpus", total=None)
+            results = validate_corpus(
+                out,
+                names,
+                epochs,
+                seed,
+                matrix_detector,
+                progress=lambda message: bar.update(task, description=message),
+            )
+    except FileNotFoundError as err:
+        raise _fail(f"{out}: not a finished corpus ({err.filename} is missing)", 1) from None
+    except ValueError as err:
+        raise _fail(str(err), 1) from None
+    (out / "validation" / "report.html").write_text(render_report(results, out.name), encoding="utf-8")
+    table = Table(title="validation (test split)")
+    for column in ("detector", "AUC", "AP", "acc", "EER", "test_ood AUC"):
+        table.add_column(column)
+    for name, entry in results["detectors"].items():
+        test = entry["test"]
+        table.add_row(
+            name,
+            *(str(test[k]) for k in ("auc", "ap", "accuracy", "eer")),
+            str((entry.get("test_ood") or {}).get("auc")),
+        )
+    Console().print(table)
+    console.print(f"[green]wrote[/] {out / 'validation' / 'metrics.json'} and report.html", highlight=False)
+
+
 if __name__ == "__main__":
     app()

@@ -1,0 +1,105 @@
+"""Base of the baseline detectors: a torch module from images in [0, 1] to a fake logit.
+
+Every detector is differentiable end to end (so any of them can be an attack surrogate) and is
+saved as safetensors with its config in the file's metadata, so a checkpoint reloads alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from forgeset.registry import Registry
+from forgeset.strict_model import StrictModel
+
+
+class DetectorParams(StrictModel):
+    """Training settings every detector has."""
+
+    type: str
+    epochs: int = Field(6, ge=1, le=200)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    seed: int = 0
+
+
+class Detector(ABC):
+    """Wraps a torch module; `fit` trains it, `scores` gives P(fake) per image."""
+
+    Params: ClassVar[type[DetectorParams]]
+
+    def __init__(self, params: DetectorParams, size: int) -> None:
+        self.params = params
+        self.size = size
+        self.module: Any = self.build()
+
+    @abstractmethod
+    def build(self) -> Any:
+        """The torch module (images N x 3 x H x W in [0, 1] -> logits N)."""
+
+    @abstractmethod
+    def fit(self, train: Any, val: Any, progress: Any = None) -> dict[str, Any]:
+        """Train on `train`, select on `val`; returns a training log."""
+
+    def localize(self, images: Any) -> Any | None:
+        """Per-pixel evidence maps (N x H x W, larger = more likely edited), if the detector has them."""
+        return None
+
+    def logits(self, images: Any) -> Any:
+        """Differentiable logits for a float tensor batch."""
+        return self.module(images)
+
+    def scores(self, images: np.ndarray, batch: int = 128) -> np.ndarray:
+        """P(fake) for uint8 N x H x W x 3 images."""
+        import torch
+
+        self.module.eval()
+        out = []
+        with torch.no_grad():
+            for start in range(0, len(images), batch):
+                tensor = to_tensor(images[start : start + batch])
+                out.append(torch.sigmoid(self.module(tensor)).numpy())
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def save(self, path: Path) -> str:
+        """Write safetensors (weights + config metadata); return the file's sha256."""
+        from safetensors.torch import save_file
+
+        config = {"type": self.params.type, "params": self.params.model_dump(mode="json"), "size": self.size}
+        state = {k: v.detach().contiguous() for k, v in self.module.state_dict().items()}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(state, str(path), metadata={"forgeset_detector": json.dumps(config)})
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+detectors: Registry = Registry("detector")
+
+
+def to_tensor(images: np.ndarray) -> Any:
+    """uint8 N x H x W x 3 -> float N x 3 x H x W in [0, 1]."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def load_detector(path: Path) -> Detector:
+    """Rebuild a detector from a checkpoint written by `Detector.save`."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    with safe_open(str(path), framework="pt") as handle:
+        metadata = handle.metadata() or {}
+    if "forgeset_detector" not in metadata:
+        raise ValueError(f"{path} is not a forgeset detector checkpoint")
+    config = json.loads(metadata["forgeset_detector"])
+    detector_cls = detectors.get(config["type"])
+    detector = detector_cls(detector_cls.Params(**config["params"]), config["size"])
+    detector.module.load_state_dict(load_file(str(path)))
+    detector.module.eval()
+    return detector

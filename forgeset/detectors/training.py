@@ -1,0 +1,81 @@
+"""Minibatch training for the CNN-based detectors: BCE, Adam, seeded shuffles, best-on-val selection."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from forgeset.detectors.base import DetectorParams, to_tensor
+
+
+def auc_or_none(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """ROC AUC, or None when only one class is present."""
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(labels, scores)) if len(set(labels.tolist())) == 2 else None
+
+
+def blur_jpeg_augment(seed: int) -> Callable[[np.ndarray], np.ndarray]:
+    """CNNDetection's recipe: Gaussian blur (sigma 0-3) and JPEG (q30-100), each with p=0.5."""
+    import albumentations as A  # noqa: N812
+
+    compose = A.Compose(
+        [
+            A.GaussianBlur(blur_limit=0, sigma_limit=(0.1, 3.0), p=0.5),
+            A.ImageCompression(quality_range=(30, 100), p=0.5),
+        ],
+        seed=seed,
+    )
+    return lambda batch: np.stack([compose(image=image)["image"] for image in batch])
+
+
+def train_module(
+    module: Any,
+    params: DetectorParams,
+    train: Any,
+    val: Any,
+    augment: Callable[[np.ndarray], np.ndarray] | None,
+    score: Callable[[np.ndarray], np.ndarray],
+    progress: Callable[[str, float], None] | None = None,
+) -> dict[str, Any]:
+    """Train `module` on train.images/labels; keep the epoch with the best validation AUC."""
+    import torch
+
+    torch.manual_seed(params.seed)
+    rng = np.random.default_rng(params.seed)
+    optimizer = torch.optim.Adam(module.parameters(), lr=params.lr)
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    best_auc, best_state, log = -1.0, None, []
+    for epoch in range(params.epochs):
+        module.train()
+        order = rng.permutation(len(train.labels))
+        losses = []
+        for start in range(0, len(order), params.batch_size):
+            index = order[start : start + params.batch_size]
+            images = train.images[index]
+            if augment:
+                images = augment(images)
+            logits = module(to_tensor(images))
+            loss = loss_fn(logits, torch.from_numpy(train.labels[index]).float())
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        val_auc = auc_or_none(val.labels, score(val.images)) if val is not None and len(val.labels) else None
+        log.append({"epoch": epoch + 1, "loss": round(float(np.mean(losses)), 5), "val_auc": val_auc})
+        if progress:
+            progress(f"epoch {epoch + 1}/{params.epochs}", (epoch + 1) / params.epochs)
+        current = val_auc if val_auc is not None else -float(np.mean(losses))
+        if current > best_auc:
+            best_auc, best_state = current, copy.deepcopy(module.state_dict())
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    module.eval()
+    return {
+        "epochs": log,
+        "selected_epoch": 1
+        + max(range(len(log)), key=lambda i: log[i]["val_auc"] if log[i]["val_auc"] is not None else -log[i]["loss"]),
+    }

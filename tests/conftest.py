@@ -100,6 +100,17 @@ def forensics_mix(tmp_path_factory: pytest.TempPathFactory, ray_session: Any) ->
     return out
 
 
+@pytest.fixture(scope="session")
+def validated_mix(forensics_mix: Path) -> dict[str, Any]:
+    """`validate` run once on the forensics mix (spectrum, cnn, npr at default epochs)."""
+    from forgeset.detectors.report import render_report
+    from forgeset.detectors.validate import validate_corpus
+
+    results = validate_corpus(forensics_mix, ["spectrum", "cnn", "npr"])
+    (forensics_mix / "validation" / "report.html").write_text(render_report(results, "forensics-mix"))
+    return results
+
+
 def _jpeg_with_exif(pixels: np.ndarray, orientation: int = 1) -> bytes:
     image = Image.fromarray(pixels)
     exif = Image.Exif()

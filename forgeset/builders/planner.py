@@ -230,6 +230,23 @@ def _perturbed_jobs(spec: Spec, base: list[Job]) -> list[Job]:
     return jobs
 
 
+def _attacked_jobs(spec: Spec, jobs: list[Job]) -> list[Job]:
+    """Adversarial children of the clean fakes (never of degraded copies)."""
+    children = []
+    for stage in spec.adversarial:
+        name = stage.stage_name
+        for job in jobs:
+            if (
+                job.label == "fake"
+                and not job.perturb_child
+                and unit_draw(spec.seed, "attack", name, job.key) < stage.fraction
+            ):
+                children.append(
+                    replace(job, key=f"{job.key}-{name}", parent_key=job.key, perturb=(name,), perturb_child=True)
+                )
+    return jobs + children
+
+
 def _hold_out(spec: Spec, jobs: list[Job]) -> list[Job]:
     """Move every lineage group that holds a held-out generator's sample to the OOD split."""
     held = set(spec.splits.holdout_generators)
@@ -241,7 +258,7 @@ def plan_jobs(spec: Spec, base_dir: Path) -> list[Job]:
     """Every sample of the corpus as a job (real inputs listed, fakes given seeds and prompts)."""
     reals, captions = _real_jobs(spec, base_dir)
     jobs = reals + _generated_jobs(spec, base_dir, captions) + _manipulated_jobs(spec, base_dir, reals, captions)
-    return _hold_out(spec, _perturbed_jobs(spec, jobs))
+    return _hold_out(spec, _attacked_jobs(spec, _perturbed_jobs(spec, jobs)))
 
 
 def plan_build(spec: Spec, base_dir: Path) -> Plan:

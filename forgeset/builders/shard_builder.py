@@ -29,6 +29,7 @@ from forgeset.manifests.schema import (
     records_table,
 )
 from forgeset.manifests.shard_writer import ShardStats, ShardWriter
+from forgeset.perturbations.adversarial import apply_attack, load_surrogates
 from forgeset.perturbations.stage import apply_perturbation
 
 STATE_DIR = ".forgeset"
@@ -181,6 +182,11 @@ def build_shard(ctx: BuildContext, shard: ShardPlan, batches: list[StageBatch]) 
         provenance.update(dict.fromkeys(batch.outputs, batch.provenance))
     sources: dict[str, RealSource] = {p.source_name: make_source(p, ctx.base_dir) for p in ctx.spec.real}
     stages = {stage.stage_name: stage for stage in ctx.spec.perturb}
+    attacks = {
+        stage.stage_name: (stage, load_surrogates(stage, ctx.base_dir, ctx.spec.image.size))
+        for stage in ctx.spec.adversarial
+        if any(name == stage.stage_name for job in shard.jobs for name in job.perturb)
+    }
     made: dict[str, _Made] = {}
     samples: list[dict[str, bytes | str]] = []
     records: list[SampleRecord] = []
@@ -196,7 +202,11 @@ def build_shard(ctx: BuildContext, shard: ShardPlan, batches: list[StageBatch]) 
             continue
         for name in job.perturb:
             seed = sample_seed(ctx.spec.seed, f"{job.key}:{name}")
-            sample.pixels, sample.mask, applied = apply_perturbation(stages[name], sample.pixels, sample.mask, seed)
+            if name in attacks:
+                stage, surrogates = attacks[name]
+                sample.pixels, applied = apply_attack(stage, sample.pixels, seed, surrogates)
+            else:
+                sample.pixels, sample.mask, applied = apply_perturbation(stages[name], sample.pixels, sample.mask, seed)
             sample.ops.extend(applied)
         policy = ctx.spec.image.for_label(job.label)
         sample.pixels, resize_ops = fit_to_policy(sample.pixels, policy)

@@ -17,6 +17,7 @@ from forgeset.builders.sources.base import NAME_PATTERN
 from forgeset.generators import generators, manipulators
 from forgeset.generators.inpaint import OPENCV_METHODS
 from forgeset.imaging.policy import ImagePolicy
+from forgeset.perturbations.adversarial import AdversarialParams
 from forgeset.perturbations.stage import PerturbStageParams
 from forgeset.strict_model import StrictModel
 
@@ -75,6 +76,7 @@ class Spec(StrictModel):
     generate: list[generators.params_union()] = Field(default_factory=list)  # type: ignore[valid-type]
     manipulate: list[manipulators.params_union()] = Field(default_factory=list)  # type: ignore[valid-type]
     perturb: list[PerturbStageParams] = Field(default_factory=list)
+    adversarial: list[AdversarialParams] = Field(default_factory=list)
     bias_gate: BiasGate = Field(default_factory=BiasGate)
 
     @model_validator(mode="after")
@@ -89,9 +91,9 @@ class Spec(StrictModel):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"source, generator and manipulation names must be unique; repeated: {duplicates}")
-        stages = [p.stage_name for p in self.perturb]
+        stages = [p.stage_name for p in self.perturb] + [a.stage_name for a in self.adversarial]
         if len(stages) != len(set(stages)):
-            raise ValueError(f"perturb stage names must be unique; got {stages}")
+            raise ValueError(f"perturb and adversarial stage names must be unique; got {stages}")
         real_names = {source.source_name for source in self.real}
         for index, generator in enumerate(self.generate):
             prompts = generator.prompts or self.prompts

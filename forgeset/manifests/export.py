@@ -7,13 +7,15 @@ manifest's), so an export keeps the corpus's one format/size policy.
   NPR and most detector repositories. Each generator folder's 0_real holds all reals of that split
   (hard links, so no extra space): per-generator evaluation then compares against the same reals.
   test_ood has no reals of its own; its generator folders take the test split's reals.
-- imagefolder: {split}/KEY.png with {split}/metadata.csv (file_name, label and every manifest
-  column) for `datasets.load_dataset("imagefolder", data_dir=DIR)`; masks under {split}/masks/.
+- imagefolder: {split}/KEY.png with {split}/metadata.jsonl (file_name, label and every manifest
+  column, typed as in KEY.json so every split infers the same features) for
+  `datasets.load_dataset("imagefolder", data_dir=DIR)`; masks under {split}/masks/, referenced by
+  a `mask_file_name` column so `datasets` loads them as a `mask` image column.
 """
 
 from __future__ import annotations
 
-import csv
+import json
 import os
 import tarfile
 from collections.abc import Iterator
@@ -22,6 +24,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from forgeset.manifests.index import MANIFEST_NAME
+from forgeset.manifests.schema import member_fields
 
 FORMATS = ("cnndetection", "imagefolder")
 # Splits without reals of their own borrow another's for their 0_real folders.
@@ -77,19 +80,23 @@ def export_corpus(out_dir: Path, target: Path, layout: str) -> dict[str, int]:
                 counts[folder] = counts.get(folder, 0) + 1
         return counts
     metadata: dict[str, list[dict]] = {}
+    masked: set[str] = set()
     for key, ext, data in _members(out_dir):
         row = rows[key]
         if ext == "mask.png":
             _write(target / row["split"] / "masks" / f"{key}.png", data)
+            masked.add(key)
             continue
         _write(target / row["split"] / f"{key}.{ext}", data)
-        entry = {"file_name": f"{key}.{ext}", **{k: v for k, v in row.items() if k != "shard"}}
+        entry = {"file_name": f"{key}.{ext}", **member_fields(row)}
         metadata.setdefault(row["split"], []).append(entry)
         counts[row["split"]] = counts.get(row["split"], 0) + 1
+    for entries in metadata.values():
+        for entry in entries:
+            if masked:  # a localized corpus: every sample has a mask (all-zero when unedited)
+                entry["mask_file_name"] = f"masks/{entry['key']}.png"
     for split, entries in metadata.items():
         entries.sort(key=lambda e: e["key"])
-        with open(target / split / "metadata.csv", "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(entries[0]))
-            writer.writeheader()
-            writer.writerows(entries)
+        lines = [json.dumps(entry, sort_keys=True, ensure_ascii=False) for entry in entries]
+        (target / split / "metadata.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return counts

@@ -1,9 +1,10 @@
 """The per-sample record: one definition gives the manifest row, KEY.json and KEY.cls.
 
 manifest.parquet keeps real nulls under an explicit Arrow schema. KEY.json cannot: HF `datasets`
-infers a WebDataset's features from the first five samples of a split, and a field that is null
-there but a string later fails to load. So KEY.json holds no nulls: strings that do not apply
-are "", numbers that do not apply are -1 (never a valid value for those fields).
+infers a WebDataset's features from the first five samples of a split (and an imagefolder's from
+each split's metadata file), and a field that is null there but a string elsewhere fails to load.
+So KEY.json holds no nulls: strings that do not apply are "", numbers that do not apply are -1
+(never a valid value for those fields).
 """
 
 from __future__ import annotations
@@ -58,14 +59,7 @@ class SampleRecord:
 
     def member_json(self) -> bytes:
         """KEY.json: every field but `shard`, typed sentinels instead of nulls (see module doc)."""
-        out: dict[str, Any] = {}
-        for name, value in asdict(self).items():
-            if name == "shard":
-                continue
-            if value is None:
-                value = _SENTINELS[name]
-            out[name] = value
-        return json.dumps(out, sort_keys=True, ensure_ascii=False).encode("utf-8")
+        return json.dumps(member_fields(asdict(self)), sort_keys=True, ensure_ascii=False).encode("utf-8")
 
     def member_cls(self) -> bytes:
         """KEY.cls: 0 for real, 1 for fake."""
@@ -87,6 +81,11 @@ _SENTINELS = {
     for f in fields(SampleRecord)
     if "None" in f.type
 }
+
+
+def member_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """A manifest row as KEY.json holds it: no `shard`, typed sentinels instead of nulls."""
+    return {name: (_SENTINELS[name] if value is None else value) for name, value in row.items() if name != "shard"}
 
 
 @dataclass

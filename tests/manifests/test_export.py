@@ -6,6 +6,7 @@ import hashlib
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
@@ -49,10 +50,13 @@ def test_imagefolder_loads_with_datasets_and_carries_masks(forensics_mix: Path, 
         assert (example["label"], example["kind"], example["parent_key"]) == (
             row["label"],
             row["kind"],
-            row["parent_key"],
+            row["parent_key"] or "",  # typed as in KEY.json: "" where not applicable
         )
     inpainted = [key for key, row in rows.items() if row["kind"] == "inpaint"]
     assert all((target / rows[key]["split"] / "masks" / f"{key}.png").exists() for key in inpainted)
+    masks = {e["key"]: e["mask"] for e in loaded["train"] if e["kind"] in ("inpaint", "real")}
+    assert any(np.asarray(m).max() == 255 for k, m in masks.items() if rows[k]["kind"] == "inpaint")
+    assert all(np.asarray(m).max() == 0 for k, m in masks.items() if rows[k]["kind"] == "real")
 
 
 def test_export_refuses_unknown_format_and_non_empty_target(tiny_corpus: Path, tmp_path: Path) -> None:

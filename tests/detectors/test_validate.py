@@ -1,0 +1,110 @@
+"""`forgeset validate` on the forensics mix: metrics, protocols, checkpoints, and the HTML report."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from forgeset.cli import app
+from forgeset.detectors import load_detector
+from forgeset.detectors.data import load_corpus
+from forgeset.detectors.metrics import detection_metrics, localization_scores
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / ".test-artifacts"
+
+
+def test_every_detector_reports_test_and_ood_metrics(validated_mix: dict[str, Any], forensics_mix: Path) -> None:
+    assert set(validated_mix["detectors"]) == {"spectrum", "cnn", "npr"}
+    for name, entry in validated_mix["detectors"].items():
+        for split in ("test", "test_ood"):
+            assert {"auc", "ap", "accuracy", "real_accuracy", "fake_accuracy", "eer"} <= set(entry[split])
+            assert entry[split]["auc"] is not None, (name, split)
+        # Trained on the tiny generator's fakes, each detector clearly beats chance on them.
+        assert entry["per_generator"]["tiny-sd"]["auc"] > 0.8, name
+        assert set(entry["per_kind"]) == {"inpaint", "launder", "text2image"}
+        assert "imagedetectbench" in entry["per_perturbation"]
+    assert "localization" in validated_mix["detectors"]["npr"]
+    assert "localization" not in validated_mix["detectors"]["cnn"]
+    saved = json.loads((forensics_mix / "validation" / "metrics.json").read_text())
+    assert saved["detectors"]["cnn"]["test"] == validated_mix["detectors"]["cnn"]["test"]
+
+
+def test_cross_generator_matrix_and_robustness_curves(validated_mix: dict[str, Any]) -> None:
+    matrix = validated_mix["cross_generator"]
+    assert matrix["detector"] == "spectrum"
+    assert {"tiny-sd", "telea-boxes", "tiny-vae-roundtrip"} <= set(matrix["auc"])
+    assert all("tiny-sd-euler" in row for row in matrix["auc"].values())  # held-out generator as a target
+    robustness = validated_mix["detectors"]["cnn"]["robustness"]
+    assert robustness["ops"] and robustness["clean_accuracy"] is not None
+    for levels in robustness["ops"].values():
+        assert all(0.0 <= point["accuracy"] <= 1.0 and point["n"] >= 1 for point in levels.values())
+
+
+def test_checkpoints_reload_to_the_same_scores(validated_mix: dict[str, Any], forensics_mix: Path) -> None:
+    test = load_corpus(forensics_mix)["test"]
+    for name, checkpoint in validated_mix["checkpoints"].items():
+        detector = load_detector(forensics_mix / checkpoint["path"])
+        scores = detector.scores(test.images)
+        metrics = detection_metrics(test.labels, scores)
+        assert metrics["auc"] == validated_mix["detectors"][name]["test"]["auc"]
+
+
+def test_metrics_on_known_inputs() -> None:
+    perfect = detection_metrics(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9]))
+    assert (perfect["auc"], perfect["ap"], perfect["accuracy"], perfect["eer"]) == (1.0, 1.0, 1.0, 0.0)
+    inverted = detection_metrics(np.array([0, 1]), np.array([0.9, 0.1]))
+    assert (inverted["auc"], inverted["real_accuracy"], inverted["fake_accuracy"]) == (0.0, 0.0, 0.0)
+    one_class = detection_metrics(np.array([1, 1]), np.array([0.7, 0.2]))
+    assert one_class["auc"] is None and one_class["fake_accuracy"] == 0.5
+    mask = np.zeros((1, 8, 8))
+    mask[0, :4] = 255
+    evidence = np.zeros((1, 8, 8))
+    evidence[0, :4] = 1.0
+    assert localization_scores(evidence, mask) == {"f1": 1.0, "iou": 1.0, "n": 1}
+
+
+def test_unknown_detector_is_refused(tiny_corpus: Path) -> None:
+    result = CliRunner().invoke(app, ["validate", str(tiny_corpus), "--detectors", "spectrum,clip"])
+    assert result.exit_code == 2 and "unknown ['clip']" in result.output
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed (make test installs it)")
+def test_report_renders_its_plots_in_headless_chromium(
+    validated_mix: dict[str, Any], forensics_mix: Path, tmp_path: Path
+) -> None:
+    report = forensics_mix / "validation" / "report.html"
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--no-first-run",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run(
+        ["chromium", *flags, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120
+    ).stdout
+    expected = dom.split('data-plots="')[1].split('"')[0]
+    assert int(expected) >= 3  # ROC test, ROC test_ood, cross-generator matrix (+ robustness)
+    assert f'data-plots-rendered="{expected}"' in dom  # every <img> decoded in the browser
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "validation-report.png"
+    subprocess.run(
+        ["chromium", *flags, "--window-size=1300,2400", f"--screenshot={shot}", report.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.std() > 20  # not a blank page

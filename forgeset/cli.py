@@ -30,6 +30,10 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _not_a_corpus(out: Path, err: FileNotFoundError) -> typer.Exit:
+    return _fail(f"{out}: not a finished corpus ({err.filename} is missing)", 1)
+
+
 @build_app.command("dataset")
 def build_dataset_command(
     spec: Annotated[Path, typer.Option("--spec", help="YAML spec file")],
@@ -143,7 +147,7 @@ def inspect(
     try:
         report = audit_corpus(out)
     except FileNotFoundError as err:
-        raise _fail(f"{out}: not a finished corpus ({err.filename} is missing)", 1) from None
+        raise _not_a_corpus(out, err) from None
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -255,7 +259,7 @@ def export(
     try:
         counts = export_corpus(out, target, layout)
     except FileNotFoundError as err:
-        raise _fail(f"{out}: not a finished corpus ({err.filename} is missing)", 1) from None
+        raise _not_a_corpus(out, err) from None
     console.print(
         f"[green]exported[/] {sum(counts.values())} files in {len(counts)} folders to {target} "
         "(lossless copies of the shard members; nothing was re-encoded)",
@@ -301,7 +305,7 @@ def validate(
                 progress=lambda message: bar.update(task, description=message),
             )
     except FileNotFoundError as err:
-        raise _fail(f"{out}: not a finished corpus ({err.filename} is missing)", 1) from None
+        raise _not_a_corpus(out, err) from None
     except ValueError as err:
         raise _fail(str(err), 1) from None
     (out / "validation" / "report.html").write_text(render_report(results, out.name), encoding="utf-8")

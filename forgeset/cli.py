@@ -279,6 +279,9 @@ def validate(
         str | None,
         typer.Option("--matrix-detector", help="detector for the cross-generator matrix [default: the first]"),
     ] = None,
+    backbone: Annotated[
+        str | None, typer.Option("--backbone", help="vision backbone (Hub id or folder) for clip and rigid")
+    ] = None,
 ) -> None:
     """Train baseline detectors, evaluate every protocol, write validation/metrics.json and report.html."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -303,6 +306,7 @@ def validate(
                 seed,
                 matrix_detector,
                 progress=lambda message: bar.update(task, description=message),
+                backbone=backbone,
             )
     except FileNotFoundError as err:
         raise _not_a_corpus(out, err) from None

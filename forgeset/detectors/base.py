@@ -67,12 +67,16 @@ class Detector(ABC):
                 out.append(torch.sigmoid(self.module(tensor)).numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
+    def trained_state(self) -> dict[str, Any]:
+        """What a checkpoint stores; detectors on a frozen backbone leave the backbone out (reloaded by id)."""
+        return self.module.state_dict()
+
     def save(self, path: Path) -> str:
         """Write safetensors (weights + config metadata); return the file's sha256."""
         from safetensors.torch import save_file
 
         config = {"type": self.params.type, "params": self.params.model_dump(mode="json"), "size": self.size}
-        state = {k: v.detach().contiguous() for k, v in self.module.state_dict().items()}
+        state = {k: v.detach().contiguous() for k, v in self.trained_state().items()}
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file(state, str(path), metadata={"forgeset_detector": json.dumps(config)})
         return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -100,6 +104,13 @@ def load_detector(path: Path) -> Detector:
     config = json.loads(metadata["forgeset_detector"])
     detector_cls = detectors.get(config["type"])
     detector = detector_cls(detector_cls.Params(**config["params"]), config["size"])
-    detector.module.load_state_dict(load_file(str(path)))
+    state = load_file(str(path))
+    missing, unexpected = detector.module.load_state_dict(state, strict=False)
+    expected_missing = set(detector.module.state_dict()) - set(detector.trained_state())
+    if unexpected or set(missing) != expected_missing:
+        raise ValueError(
+            f"{path} does not match a {config['type']} detector (missing {sorted(missing)[:3]}, "
+            f"unexpected {sorted(unexpected)[:3]})"
+        )
     detector.module.eval()
     return detector

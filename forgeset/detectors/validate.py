@@ -23,11 +23,15 @@ from forgeset.detectors.metrics import detection_metrics, localization_scores
 REALS_FOR = {"test_ood": "test"}
 
 
-def _make(name: str, size: int, epochs: int | None, seed: int) -> Detector:
+def _make(name: str, size: int, epochs: int | None, seed: int, backbone: str | None = None) -> Detector:
     detector_cls = detectors.get(name)
     overrides: dict[str, Any] = {"seed": seed}
     if epochs is not None:
         overrides["epochs"] = epochs
+    if "model" in detector_cls.Params.model_fields:
+        if not backbone:
+            raise ValueError(f"detector {name!r} needs a vision backbone: pass --backbone (Hub id or folder)")
+        overrides["model"] = backbone
     return detector_cls(detector_cls.Params(**overrides), size)
 
 
@@ -94,7 +98,13 @@ def _attacks(split: CorpusSplit, scores_by_detector: dict[str, np.ndarray]) -> d
 
 
 def _cross_generator(
-    name: str, size: int, epochs: int | None, seed: int, data: dict[str, CorpusSplit], progress: Callable[[str], None]
+    name: str,
+    size: int,
+    epochs: int | None,
+    seed: int,
+    data: dict[str, CorpusSplit],
+    progress: Callable[[str], None],
+    backbone: str | None = None,
 ) -> dict[str, dict[str, float | None]]:
     """Train `name` on one generator's train fakes (with all train reals); AUC on each generator."""
     train = data["train"]
@@ -111,7 +121,7 @@ def _cross_generator(
                 for r, label in zip(train.rows, train.labels, strict=True)
             ]
         )
-        detector = _make(name, size, epochs, seed)
+        detector = _make(name, size, epochs, seed, backbone)
         detector.fit(train.subset(keep), None)
         scores = detector.scores(test.images)
         matrix[source] = {}
@@ -130,6 +140,7 @@ def validate_corpus(
     seed: int = 0,
     matrix_detector: str | None = None,
     progress: Callable[[str], None] = lambda message: None,
+    backbone: str | None = None,
 ) -> dict[str, Any]:
     """Run every protocol; write OUT/validation/metrics.json and checkpoints; return the metrics."""
     data = load_corpus(out_dir)
@@ -141,7 +152,7 @@ def validate_corpus(
     scores_test: dict[str, np.ndarray] = {}
     for name in names:
         progress(f"training {name}")
-        detector = _make(name, size, epochs, seed)
+        detector = _make(name, size, epochs, seed, backbone)
         log = detector.fit(data["train"], data.get("val"), lambda message, _f, n=name: progress(f"{n}: {message}"))
         sha = detector.save(folder / "checkpoints" / f"{name}.safetensors")
         results["checkpoints"][name] = {"path": f"validation/checkpoints/{name}.safetensors", "sha256": sha}
@@ -170,7 +181,7 @@ def validate_corpus(
     chosen = matrix_detector or names[0]
     results["cross_generator"] = {
         "detector": chosen,
-        "auc": _cross_generator(chosen, size, epochs, seed, data, progress),
+        "auc": _cross_generator(chosen, size, epochs, seed, data, progress, backbone),
     }
     results["attacks"] = _attacks(data["test"], scores_test)
     folder.mkdir(parents=True, exist_ok=True)

@@ -143,6 +143,9 @@ def validate_corpus(
     backbone: str | None = None,
 ) -> dict[str, Any]:
     """Run every protocol; write OUT/validation/metrics.json and checkpoints; return the metrics."""
+    for name in names:  # fail before any training, not halfway through
+        if "model" in detectors.get(name).Params.model_fields and not backbone:
+            raise ValueError(f"detector {name!r} needs a vision backbone: pass --backbone (Hub id or folder)")
     data = load_corpus(out_dir)
     if "train" not in data or "test" not in data:
         raise ValueError("validate needs a train and a test split")

@@ -71,8 +71,15 @@ def test_metrics_on_known_inputs() -> None:
 
 
 def test_unknown_detector_is_refused(tiny_corpus: Path) -> None:
+    result = CliRunner().invoke(app, ["validate", str(tiny_corpus), "--detectors", "spectrum,dire"])
+    assert result.exit_code == 2 and "unknown ['dire']" in result.output
+    assert not (tiny_corpus / "validation").exists()
+
+
+def test_missing_backbone_fails_before_any_training(tiny_corpus: Path) -> None:
     result = CliRunner().invoke(app, ["validate", str(tiny_corpus), "--detectors", "spectrum,clip"])
-    assert result.exit_code == 2 and "unknown ['clip']" in result.output
+    assert result.exit_code == 1 and "needs a vision backbone" in result.output
+    assert not (tiny_corpus / "validation").exists()
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed (make test installs it)")

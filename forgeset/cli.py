@@ -327,5 +327,72 @@ def validate(
     console.print(f"[green]wrote[/] {out / 'validation' / 'metrics.json'} and report.html", highlight=False)
 
 
+@app.command()
+def curate(
+    first: Annotated[str, typer.Argument(metavar="OUT | sync", help="a built corpus, or `sync` followed by it")],
+    second: Annotated[Path | None, typer.Argument(metavar="[OUT]", help="the corpus, after `sync`")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="FiftyOne dataset [default: the corpus name]")] = None,
+    media: Annotated[
+        Path | None, typer.Option("--media", help="where images are extracted [default: OUT/media]")
+    ] = None,
+    launch: Annotated[bool, typer.Option("--launch", help="serve the FiftyOne App on localhost")] = False,
+    port: Annotated[int, typer.Option("--port", help="App port")] = 5151,
+) -> None:
+    """Import a corpus into FiftyOne (brain runs, saved views), or `curate sync OUT` to save tags back."""
+    from forgeset.annotate.curation import CurationError, import_corpus, sync_curation
+
+    try:
+        if first == "sync":
+            if second is None:
+                raise _fail("usage: forgeset curate sync OUT", SPEC_ERROR_EXIT)
+            table = sync_curation(second, name)
+            console.print(
+                f"[green]wrote[/] {table.num_rows} decisions to {second / 'curation.parquet'}", highlight=False
+            )
+            return
+        out = Path(first)
+        dataset = import_corpus(out, name, media)
+    except CurationError as err:
+        raise _fail(str(err), 1) from None
+    except FileNotFoundError as err:
+        raise _not_a_corpus(Path(second or first), err) from None
+    console.print(
+        f"[green]imported[/] {len(dataset)} samples into FiftyOne dataset {dataset.name!r}; saved views: "
+        + ", ".join(dataset.list_saved_views()),
+        highlight=False,
+    )
+    if launch:
+        import fiftyone as fo
+
+        session = fo.launch_app(dataset, port=port, address="127.0.0.1", remote=True)
+        console.print(f"App at http://127.0.0.1:{port}/ (Ctrl-C to stop)", highlight=False)
+        session.wait(-1)
+
+
+@app.command(name="filter")
+def filter_command(
+    out: Annotated[Path, typer.Argument(help="a built corpus with curation.parquet")],
+    target: Annotated[Path, typer.Option("--out", help="where the new corpus version is written")],
+    with_derivatives: Annotated[
+        bool, typer.Option("--with-derivatives", help="also drop samples derived from excluded ones")
+    ] = False,
+) -> None:
+    """Write a new corpus version without excluded samples, relabels applied, re-sharded."""
+    from forgeset.annotate.curation import CurationError, filter_corpus
+
+    try:
+        index = filter_corpus(out, target, with_derivatives)
+    except CurationError as err:
+        raise _fail(str(err), 1) from None
+    except FileNotFoundError as err:
+        raise _not_a_corpus(out, err) from None
+    derived = index["derived_from"]
+    console.print(
+        f"[green]wrote[/] {index['samples']} samples to {target} ({derived['excluded']} excluded, "
+        f"{derived['relabeled']} relabeled)",
+        highlight=False,
+    )
+
+
 if __name__ == "__main__":
     app()

@@ -19,6 +19,12 @@ from PIL import Image
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("FORGESET_CACHE", tempfile.mkdtemp(prefix="forgeset-test-cache-"))
+# FiftyOne: no telemetry, a database of this session's own (its bundled mongod 6.0.5 is older
+# than FiftyOne asks for, so version validation is off).
+os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
+os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
+os.environ["FIFTYONE_DATABASE_NAME"] = f"forgeset-tests-{os.getpid()}"
+os.environ.setdefault("FIFTYONE_DATABASE_DIR", tempfile.mkdtemp(prefix="forgeset-test-fiftyone-"))
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 ALL_PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "hubble", "retina", "ihc", "motorcycle"]

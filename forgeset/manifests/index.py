@@ -76,6 +76,7 @@ def finalize(
     image_policy: dict[str, Any],
     members: list[str],
     shard_states: list[tuple[str, Path]],
+    derived_from: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Concatenate per-shard rows in plan order and write the index; returns the index dict."""
     shards, row_tables, reject_tables = [], [], []
@@ -113,5 +114,7 @@ def finalize(
         "bias_probe": bias_probe(rows),
         "shards": shards,
     }
+    if derived_from:
+        index["derived_from"] = derived_from
     write_atomically(out_dir / INDEX_NAME, json.dumps(index, indent=2, sort_keys=False) + "\n")
     return index

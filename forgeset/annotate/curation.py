@@ -11,6 +11,7 @@ import datetime
 import hashlib
 import json
 import tarfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,7 @@ def _extract_media(out_dir: Path, media: Path) -> dict[str, dict[str, Path]]:
 
 
 def _thumbnails(paths: list[Path]) -> np.ndarray:
-    """16 x 16 grey thumbnails, centred and L2-normalised: cheap content embeddings for the brain."""
+    """16 x 16 grey thumbnails, centred and L2-normalised: content embeddings when no detector ran."""
     from PIL import Image
 
     vectors = np.stack([np.asarray(Image.open(p).convert("L").resize((16, 16)), dtype=float).ravel() for p in paths])
@@ -65,25 +66,32 @@ def _thumbnails(paths: list[Path]) -> np.ndarray:
     return vectors / (np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-8)
 
 
-def _predictions(out_dir: Path) -> dict[str, dict[str, float]]:
-    """P(fake) per key for each detector checkpoint `validate` left in OUT/validation."""
-    checkpoints = sorted((out_dir / "validation" / "checkpoints").glob("*.safetensors"))
+EMBEDDING_PREFERENCE = ("cnn", "npr", "clip", "spectrum", "rigid")
+
+
+def _detector_outputs(out_dir: Path) -> tuple[dict[str, dict[str, float]], str | None, dict[str, np.ndarray]]:
+    """For each checkpoint `validate` left: P(fake) per key; plus one detector's features per key."""
+    checkpoints = {p.stem: p for p in sorted((out_dir / "validation" / "checkpoints").glob("*.safetensors"))}
     if not checkpoints:
-        return {}
+        return {}, None, {}
     from forgeset.detectors import load_detector
     from forgeset.detectors.data import load_corpus
 
     data = load_corpus(out_dir)
     scores: dict[str, dict[str, float]] = {}
-    for checkpoint in checkpoints:
+    chosen, features = None, {}
+    for name in sorted(checkpoints, key=lambda n: EMBEDDING_PREFERENCE.index(n) if n in EMBEDDING_PREFERENCE else 99):
         try:
-            detector = load_detector(checkpoint)
+            detector = load_detector(checkpoints[name])
         except Exception:  # a backbone detector whose weights are not here: skip, import the rest
             continue
         for split in data.values():
             for row, score in zip(split.rows, detector.scores(split.images), strict=True):
-                scores.setdefault(checkpoint.stem, {})[row["key"]] = float(score)
-    return scores
+                scores.setdefault(name, {})[row["key"]] = float(score)
+            if chosen in (None, name):
+                features.update(zip((r["key"] for r in split.rows), detector.embeddings(split.images), strict=True))
+        chosen = chosen or name
+    return scores, chosen, features
 
 
 def import_corpus(out_dir: Path, name: str | None = None, media: Path | None = None) -> Any:
@@ -95,7 +103,7 @@ def import_corpus(out_dir: Path, name: str | None = None, media: Path | None = N
     index = json.loads((out_dir / INDEX_NAME).read_text())
     rows = pq.read_table(out_dir / MANIFEST_NAME).to_pylist()
     paths = _extract_media(out_dir, media or out_dir / "media")
-    predictions = _predictions(out_dir)
+    predictions, embedder, features = _detector_outputs(out_dir)
     samples = []
     for row in rows:
         sample = fo.Sample(filepath=str(paths[row["key"]]["image"]), tags=[row["split"]])
@@ -130,8 +138,12 @@ def import_corpus(out_dir: Path, name: str | None = None, media: Path | None = N
     except Exception as err:  # the database could not start
         raise CurationError(f"FiftyOne's database is not available: {err}") from None
     dataset.merge_samples(samples, key_field="filepath")
-    order = dataset.values("filepath")
-    embeddings = _thumbnails([Path(p) for p in order])
+    if embedder:
+        embeddings = np.stack([features[key] for key in dataset.values("key")])
+    else:
+        embeddings = _thumbnails([Path(p) for p in dataset.values("filepath")])
+    dataset.info["embeddings"] = f"{embedder} detector features" if embedder else "16x16 grey thumbnails"
+    dataset.save()
     fob.compute_uniqueness(dataset, embeddings=embeddings)
     fob.compute_visualization(dataset, embeddings=embeddings, method="pca", brain_key="thumbnails", progress=False)
     near = fob.compute_near_duplicates(dataset, threshold=0.05, embeddings=embeddings)
@@ -145,6 +157,8 @@ def import_corpus(out_dir: Path, name: str | None = None, media: Path | None = N
         splits_by_hash.setdefault(row["sha256"], set()).add(row["split"])
     leaked = sorted(h for h, splits in splits_by_hash.items() if len(splits) > 1)
     dataset.save_view("cross-split-leaks", dataset.match(F("sha256").is_in(leaked)), overwrite=True)
+    repeated = sorted(h for h, n in Counter(row["sha256"] for row in rows).items() if n > 1)
+    dataset.save_view("exact-duplicates", dataset.match(F("sha256").is_in(repeated)), overwrite=True)
     for detector in predictions:
         hard = dataset.match(
             (F("ground_truth.label") == "fake")

@@ -67,6 +67,16 @@ class Detector(ABC):
                 out.append(torch.sigmoid(self.module(tensor)).numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
+    def embeddings(self, images: np.ndarray, batch: int = 128) -> np.ndarray:
+        """The features the head sees (N x D), for similarity search and curation."""
+        import torch
+
+        self.module.eval()
+        with torch.no_grad():
+            return np.concatenate(
+                [self.module.features(to_tensor(images[i : i + batch])).numpy() for i in range(0, len(images), batch)]
+            )
+
     def trained_state(self) -> dict[str, Any]:
         """What a checkpoint stores; detectors on a frozen backbone leave the backbone out (reloaded by id)."""
         return self.module.state_dict()

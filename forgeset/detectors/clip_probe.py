@@ -40,6 +40,9 @@ class ClipProbe(Detector):
                 self.register_buffer("feature_std", torch.ones(dim))
                 self.head = nn.Linear(dim, 1)
 
+            def features(self, x: torch.Tensor) -> torch.Tensor:
+                return self.backbone(x)
+
             def forward(self, x: torch.Tensor) -> torch.Tensor:
                 features = (self.backbone(x) - self.feature_mean) / self.feature_std
                 return self.head(features).squeeze(1)

@@ -39,9 +39,11 @@ def small_resnet(in_channels: int = 3, width: int = 32) -> Any:
             )
             self.head = nn.Linear(4 * width, 1)
 
+        def features(self, x: torch.Tensor) -> torch.Tensor:
+            return self.stages(self.stem(x)).mean(dim=(2, 3))
+
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            features = self.stages(self.stem(x)).mean(dim=(2, 3))
-            return self.head(features).squeeze(1)
+            return self.head(self.features(x)).squeeze(1)
 
     return SmallResNet()
 

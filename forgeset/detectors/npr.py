@@ -38,6 +38,9 @@ class NprDetector(Detector):
                 super().__init__()
                 self.backbone = backbone
 
+            def features(self, x: Any) -> Any:
+                return self.backbone.features(npr_residual(x) * 10.0)
+
             def forward(self, x: Any) -> Any:
                 return self.backbone(npr_residual(x) * 10.0)
 

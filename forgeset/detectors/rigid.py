@@ -46,6 +46,9 @@ class RigidScore(Detector):
                 clean, noisy = self.backbone(x), self.backbone((x + self.noise).clamp(0, 1))
                 return 1.0 - torch.nn.functional.cosine_similarity(clean, noisy, dim=1)
 
+            def features(self, x: torch.Tensor) -> torch.Tensor:
+                return self.backbone(x)
+
             def forward(self, x: torch.Tensor) -> torch.Tensor:
                 return self.scale * (self.raw(x) - self.offset)
 

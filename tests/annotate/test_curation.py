@@ -46,13 +46,19 @@ def test_import_matches_the_manifest_and_reimport_does_not_duplicate(corpus: Pat
         strict=True,
     ):
         assert (label, split) == (rows[key]["label"], rows[key]["split"]) and tags == [split]
-    assert set(dataset.list_saved_views()) >= {"near-duplicates", "cross-split-leaks", "embedding-leaks"}
+    assert set(dataset.list_saved_views()) >= {
+        "near-duplicates",
+        "cross-split-leaks",
+        "embedding-leaks",
+        "exact-duplicates",
+    }
+    assert dataset.info["embeddings"] == "16x16 grey thumbnails"  # no validate run on this corpus
     assert "thumbnails" in dataset.list_brain_runs() and dataset.has_field("uniqueness")
     assert CliRunner().invoke(app, ["curate", str(corpus), "--name", "t-import"]).exit_code == 0
     assert len(fo.load_dataset("t-import")) == 28
 
 
-def test_masks_and_detector_predictions_are_imported(forensics_mix: Path, tmp_path: Path) -> None:
+def test_masks_and_detector_predictions_are_imported(forensics_mix: Path, validated_mix: dict, tmp_path: Path) -> None:
     out = tmp_path / "mix"
     shutil.copytree(forensics_mix, out, ignore=shutil.ignore_patterns("media"))
     dataset = import_corpus(out, "t-mix")
@@ -63,8 +69,12 @@ def test_masks_and_detector_predictions_are_imported(forensics_mix: Path, tmp_pa
     sample = dataset.match(fo.ViewField("key") == key).first()
     stored = np.asarray(Image.open(sample["mask"].mask_path))
     assert np.array_equal(stored, np.asarray(Image.open(io.BytesIO(masks[key]))))
-    if (out / "validation" / "checkpoints").exists():
-        assert any(name.startswith("pred_") for name in dataset.get_field_schema())
+    schema = dataset.get_field_schema()
+    assert {"pred_spectrum", "pred_cnn", "pred_npr"} <= set(schema)
+    assert dataset.info["embeddings"] == "cnn detector features"
+    prediction = sample["pred_cnn"]
+    assert prediction.label in ("real", "fake") and 0.5 <= prediction.confidence <= 1.0
+    assert {"hard-fakes-cnn", "hard-fakes-spectrum"} <= set(dataset.list_saved_views())
 
 
 def _duplicate_folder_spec(folder: Path) -> dict:
@@ -100,6 +110,7 @@ def test_leak_view_holds_exactly_the_planted_cross_split_pair(
     leaks = dataset.load_saved_view("cross-split-leaks")
     assert sorted(Path(p).name for p in leaks.values("filepath")) == ["photos-00000000.png", "photos-00000001.png"]
     assert sorted(leaks.values("split")) == ["test", "train"]
+    assert sorted(dataset.load_saved_view("exact-duplicates").values("key")) == sorted(leaks.values("key"))
 
 
 def test_exclude_two_sync_filter_and_verify(corpus: Path, tmp_path: Path) -> None:

@@ -117,6 +117,20 @@ def validated_mix(forensics_mix: Path) -> dict[str, Any]:
     return results
 
 
+def chromium_flags(profile: Path) -> list[str]:
+    """Headless Chromium as root on a machine with no network (a fresh profile each time)."""
+    return [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--no-first-run",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+    ]
+
+
 def _jpeg_with_exif(pixels: np.ndarray, orientation: int = 1) -> bytes:
     image = Image.fromarray(pixels)
     exif = Image.Exif()

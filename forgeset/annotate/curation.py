@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import tarfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from forgeset.manifests.index import INDEX_NAME, MANIFEST_NAME, RESOLVED_SPEC_NAME
+from forgeset.manifests.shard_reader import read_members, read_samples
 
 CURATION_NAME = "curation.parquet"
 DECISIONS = {"exclude": "exclude", "relabel:real": "relabel", "relabel:fake": "relabel"}
@@ -43,17 +43,15 @@ def _extract_media(out_dir: Path, media: Path) -> dict[str, dict[str, Path]]:
     index = json.loads((out_dir / INDEX_NAME).read_text())
     paths: dict[str, dict[str, Path]] = {}
     for shard in index["shards"]:
-        with tarfile.open(out_dir / shard["path"]) as archive:
-            for member in archive:
-                key, _, ext = member.name.partition(".")
-                if ext not in ("png", "jpg", "mask.png"):
-                    continue
-                name = f"masks/{key}.png" if ext == "mask.png" else f"{key}.{ext}"
-                target = media / shard["split"] / name
-                if not target.exists() or target.stat().st_size != member.size:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.write_bytes(archive.extractfile(member).read())
-                paths.setdefault(key, {})["mask" if ext == "mask.png" else "image"] = target
+        for key, ext, data in read_members(out_dir / shard["path"]):
+            if ext not in ("png", "jpg", "mask.png"):
+                continue
+            name = f"masks/{key}.png" if ext == "mask.png" else f"{key}.{ext}"
+            target = media / shard["split"] / name
+            if not target.exists() or target.stat().st_size != len(data):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)
+            paths.setdefault(key, {})["mask" if ext == "mask.png" else "image"] = target
     return paths
 
 
@@ -219,11 +217,7 @@ def filter_corpus(out_dir: Path, target: Path, with_derivatives: bool = False) -
     relabel = {d["key"]: d["tag"].split(":")[1] for d in decisions if d["decision"] == "relabel"}
     members: dict[str, dict[str, bytes]] = {}
     for shard in index["shards"]:
-        with tarfile.open(out_dir / shard["path"]) as archive:
-            for member in archive:
-                key, _, ext = member.name.partition(".")
-                if key not in excluded:
-                    members.setdefault(key, {})[ext] = archive.extractfile(member).read()
+        members.update(read_samples(out_dir / shard["path"]))
     import yaml
 
     shard_size = yaml.safe_load((out_dir / RESOLVED_SPEC_NAME).read_text())["shards"]["size"]

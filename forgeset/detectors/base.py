@@ -33,6 +33,8 @@ class Detector(ABC):
     """Wraps a torch module; `fit` trains it, `scores` gives P(fake) per image."""
 
     Params: ClassVar[type[DetectorParams]]
+    # State under this prefix (a frozen backbone) is not saved; the checkpoint reloads it by id.
+    frozen_prefix: ClassVar[str | None] = None
 
     def __init__(self, params: DetectorParams, size: int) -> None:
         self.params = params
@@ -79,7 +81,8 @@ class Detector(ABC):
 
     def trained_state(self) -> dict[str, Any]:
         """What a checkpoint stores; detectors on a frozen backbone leave the backbone out (reloaded by id)."""
-        return self.module.state_dict()
+        state = self.module.state_dict()
+        return {k: v for k, v in state.items() if not self.frozen_prefix or not k.startswith(self.frozen_prefix)}
 
     def save(self, path: Path) -> str:
         """Write safetensors (weights + config metadata); return the file's sha256."""

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from forgeset.manifests.shard_reader import read_samples
 
 
 @dataclass
@@ -49,11 +50,7 @@ def load_corpus(out_dir: Path) -> dict[str, CorpusSplit]:
     size = index["image_policy"]["size"]
     splits: dict[str, dict[str, list]] = {}
     for shard in index["shards"]:
-        with tarfile.open(out_dir / shard["path"]) as archive:
-            members: dict[str, dict[str, bytes]] = {}
-            for member in archive:
-                key, _, ext = member.name.partition(".")
-                members.setdefault(key, {})[ext] = archive.extractfile(member).read()
+        members = read_samples(out_dir / shard["path"])
         bucket = splits.setdefault(shard["split"], {"images": [], "masks": [], "labels": [], "rows": []})
         for key in sorted(members):
             sample = members[key]

@@ -11,7 +11,7 @@ from pydantic import Field
 
 from forgeset.detectors.backbone import load_backbone
 from forgeset.detectors.base import Detector, DetectorParams, detectors, to_tensor
-from forgeset.detectors.training import auc_or_none
+from forgeset.detectors.training import one_fit_log
 
 
 @detectors.register("rigid")
@@ -25,6 +25,7 @@ class RigidScore(Detector):
         sigma: float = Field(0.05, gt=0, le=1.0, description="noise scale, in [0, 1] pixel units")
 
     params: Params
+    frozen_prefix = "backbone."
 
     def build(self) -> Any:
         import torch
@@ -54,9 +55,6 @@ class RigidScore(Detector):
 
         return Rigid()
 
-    def trained_state(self) -> dict[str, Any]:
-        return {k: v for k, v in self.module.state_dict().items() if not k.startswith("backbone.")}
-
     def fit(self, train: Any, val: Any, progress: Any = None) -> dict[str, Any]:
         import torch
         from sklearn.linear_model import LogisticRegression
@@ -70,7 +68,4 @@ class RigidScore(Detector):
         with torch.no_grad():
             self.module.scale.fill_(float(model.coef_[0, 0]) / spread)
             self.module.offset.fill_(-float(model.intercept_[0]) * spread / float(model.coef_[0, 0] or 1.0))
-        if progress:
-            progress("calibrated", 1.0)
-        val_auc = auc_or_none(val.labels, self.scores(val.images)) if val is not None and len(val.labels) else None
-        return {"epochs": [{"epoch": 1, "val_auc": val_auc}], "selected_epoch": 1}
+        return one_fit_log(self, val, progress, "calibrated")

@@ -8,8 +8,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from forgeset.detectors.base import Detector, DetectorParams, detectors, to_tensor
-from forgeset.detectors.training import auc_or_none
+from forgeset.detectors.base import Detector, DetectorParams, detectors
+from forgeset.detectors.training import fit_linear_head
 
 
 @detectors.register("spectrum")
@@ -53,28 +53,6 @@ class SpectrumDetector(Detector):
 
         return Spectrum()
 
-    def _features(self, images: np.ndarray) -> np.ndarray:
-        import torch
-
-        with torch.no_grad():
-            return np.concatenate(
-                [self.module.features(to_tensor(images[i : i + 256])).numpy() for i in range(0, len(images), 256)]
-            )
-
     def fit(self, train: Any, val: Any, progress: Any = None) -> dict[str, Any]:
-        import torch
-        from sklearn.linear_model import LogisticRegression
-
-        features = self._features(train.images)
-        mean, std = features.mean(axis=0), features.std(axis=0) + 1e-6
-        model = LogisticRegression(C=self.params.regularization, max_iter=2000)
-        model.fit((features - mean) / std, train.labels)
-        with torch.no_grad():
-            self.module.mean.copy_(torch.from_numpy(mean))
-            self.module.std.copy_(torch.from_numpy(std))
-            self.module.head.weight.copy_(torch.from_numpy(model.coef_.astype(np.float32)))
-            self.module.head.bias.copy_(torch.from_numpy(model.intercept_.astype(np.float32)))
-        if progress:
-            progress("fitted", 1.0)
-        val_auc = auc_or_none(val.labels, self.scores(val.images)) if val is not None and len(val.labels) else None
-        return {"epochs": [{"epoch": 1, "val_auc": val_auc}], "selected_epoch": 1}
+        features = self.embeddings(train.images)
+        return fit_linear_head(self, features, train.labels, self.params.regularization, val, progress)

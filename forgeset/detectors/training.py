@@ -18,6 +18,35 @@ def auc_or_none(labels: np.ndarray, scores: np.ndarray) -> float | None:
     return float(roc_auc_score(labels, scores)) if len(set(labels.tolist())) == 2 else None
 
 
+def fit_linear_head(
+    detector: Any, features: np.ndarray, labels: np.ndarray, regularization: float, val: Any, progress: Any
+) -> dict[str, Any]:
+    """Standardize `features`, fit scikit-learn's logistic regression, copy it into the module.
+
+    The module must have `mean`/`std` buffers and a `head` Linear; returns the one-epoch log.
+    """
+    import torch
+    from sklearn.linear_model import LogisticRegression
+
+    mean, std = features.mean(axis=0), features.std(axis=0) + 1e-6
+    model = LogisticRegression(C=regularization, max_iter=2000).fit((features - mean) / std, labels)
+    module = detector.module
+    with torch.no_grad():
+        module.mean.copy_(torch.from_numpy(mean))
+        module.std.copy_(torch.from_numpy(std))
+        module.head.weight.copy_(torch.from_numpy(model.coef_.astype(np.float32)))
+        module.head.bias.copy_(torch.from_numpy(model.intercept_.astype(np.float32)))
+    return one_fit_log(detector, val, progress, "fitted")
+
+
+def one_fit_log(detector: Any, val: Any, progress: Any, message: str) -> dict[str, Any]:
+    """The training log of a detector fitted in one pass, with its validation AUC."""
+    if progress:
+        progress(message, 1.0)
+    val_auc = auc_or_none(val.labels, detector.scores(val.images)) if val is not None and len(val.labels) else None
+    return {"epochs": [{"epoch": 1, "val_auc": val_auc}], "selected_epoch": 1}
+
+
 def blur_jpeg_augment(seed: int) -> Callable[[np.ndarray], np.ndarray]:
     """CNNDetection's recipe: Gaussian blur (sigma 0-3) and JPEG (q30-100), each with p=0.5."""
     import albumentations as A  # noqa: N812

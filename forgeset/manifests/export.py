@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import pyarrow.parquet as pq
 
 from forgeset.manifests.index import MANIFEST_NAME
 from forgeset.manifests.schema import member_fields
+from forgeset.manifests.shard_reader import read_members
 
 FORMATS = ("cnndetection", "imagefolder")
 # Splits without reals of their own borrow another's for their 0_real folders.
@@ -34,11 +34,9 @@ REALS_FROM = {"test_ood": "test"}
 def _members(out_dir: Path) -> Iterator[tuple[str, str, bytes]]:
     """(key, extension, bytes) of every image and mask member of every shard."""
     for tar in sorted(out_dir.glob("*/*.tar")):
-        with tarfile.open(tar) as archive:
-            for member in archive:
-                key, _, ext = member.name.partition(".")
-                if ext in ("png", "jpg", "mask.png"):
-                    yield key, ext, archive.extractfile(member).read()
+        for key, ext, data in read_members(tar):
+            if ext in ("png", "jpg", "mask.png"):
+                yield key, ext, data
 
 
 def _write(path: Path, data: bytes) -> None:

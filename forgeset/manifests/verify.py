@@ -6,7 +6,7 @@ import hashlib
 import io
 import json
 import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -14,21 +14,12 @@ from PIL import Image
 
 from forgeset.manifests.index import INDEX_NAME, MANIFEST_NAME
 from forgeset.manifests.schema import LABELS
+from forgeset.manifests.shard_reader import read_members
 from forgeset.manifests.shard_writer import file_sha256
 
 
 class CorpusInvalid(Exception):
     """The first problem found; the message names the shard or sample."""
-
-
-def _members(path: Path) -> Iterator[tuple[str, str, bytes]]:
-    """(key, extension, bytes) per tar member, keys split at the first dot as WebDataset does."""
-    with tarfile.open(path) as archive:
-        for member in archive:
-            if not member.isfile():
-                raise CorpusInvalid(f"{path.name}: member {member.name!r} is not a regular file")
-            key, _, ext = member.name.partition(".")
-            yield key, ext, archive.extractfile(member).read()
 
 
 def _check_sample(shard: str, key: str, members: dict[str, bytes], localized: bool, row: dict | None) -> None:
@@ -97,7 +88,7 @@ def verify_corpus(out_dir: Path, progress: Callable[[int], None] | None = None) 
             raise CorpusInvalid(f"{entry['path']}: sha256 differs from index.json (the shard was altered)")
         samples: dict[str, dict[str, bytes]] = {}
         try:
-            for key, ext, data in _members(path):
+            for key, ext, data in read_members(path):
                 if "." in key or not key:
                     raise CorpusInvalid(f"{entry['path']}: bad key {key!r}")
                 samples.setdefault(key, {})[ext] = data

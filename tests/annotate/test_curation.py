@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from forgeset.annotate.curation import filter_corpus, import_corpus, sync_curation
 from forgeset.cli import app
-from tests.conftest import tiny_spec
+from tests.conftest import chromium_flags, tiny_spec
 
 
 def _rows(out: Path) -> dict[str, dict]:
@@ -197,18 +197,7 @@ def test_app_shows_the_dataset_grid_in_headless_chromium(corpus: Path, tmp_path:
         stderr=subprocess.STDOUT,
         env={**os.environ},
     )
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--no-first-run",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--window-size=1400,1000",
-        "--virtual-time-budget=25000",
-    ]
+    flags = [*chromium_flags(tmp_path / "profile"), "--window-size=1400,1000", "--virtual-time-budget=25000"]
     url = f"http://127.0.0.1:{port}/datasets/t-app"
     try:
         deadline = time.monotonic() + 120

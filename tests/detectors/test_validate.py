@@ -16,6 +16,7 @@ from forgeset.cli import app
 from forgeset.detectors import load_detector
 from forgeset.detectors.data import load_corpus
 from forgeset.detectors.metrics import detection_metrics, localization_scores
+from tests.conftest import chromium_flags
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / ".test-artifacts"
 
@@ -87,16 +88,7 @@ def test_report_renders_its_plots_in_headless_chromium(
     validated_mix: dict[str, Any], forensics_mix: Path, tmp_path: Path
 ) -> None:
     report = forensics_mix / "validation" / "report.html"
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--no-first-run",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-    ]
+    flags = chromium_flags(tmp_path / "profile")
     dom = subprocess.run(
         ["chromium", *flags, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120
     ).stdout

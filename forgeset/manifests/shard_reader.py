@@ -1,0 +1,28 @@
+"""Read a shard back: the one place that turns tar members into (key, extension, bytes)."""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def read_members(path: Path) -> Iterator[tuple[str, str, bytes]]:
+    """(key, extension, bytes) per member, keys split at the first dot as WebDataset does.
+
+    Only regular files are expected; anything else raises tarfile.TarError naming the member.
+    """
+    with tarfile.open(path) as archive:
+        for member in archive:
+            if not member.isfile():
+                raise tarfile.TarError(f"member {member.name!r} is not a regular file")
+            key, _, ext = member.name.partition(".")
+            yield key, ext, archive.extractfile(member).read()
+
+
+def read_samples(path: Path) -> dict[str, dict[str, bytes]]:
+    """The shard's samples: key -> {extension: bytes}."""
+    samples: dict[str, dict[str, bytes]] = {}
+    for key, ext, data in read_members(path):
+        samples.setdefault(key, {})[ext] = data
+    return samples

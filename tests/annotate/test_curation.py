@@ -210,10 +210,13 @@ def test_app_shows_the_dataset_grid_in_headless_chromium(corpus: Path, tmp_path:
             assert app_process.poll() is None, app_process.stdout.read().decode()
             assert time.monotonic() < deadline, "the App did not come up"
             time.sleep(1)
-        dom = subprocess.run(
-            ["chromium", *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120
-        ).stdout
-        text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style).*?</\1>", "", dom, flags=re.S)))
+        for _ in range(4):  # the page answers before its grid has loaded: wait for the grid
+            dom = subprocess.run(
+                ["chromium", *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120
+            ).stdout
+            text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style).*?</\1>", "", dom, flags=re.S)))
+            if re.search(r"\b28 samples\b", text):
+                break
         assert "t-app" in text
         assert re.search(r"\b28 samples\b", text), text[:2000]  # the grid header counts the dataset
         assert len(re.findall(r"\b(real|fake)\b", text)) >= 10  # label badges of the grid's tiles

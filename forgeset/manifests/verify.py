@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import tarfile
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -79,6 +80,7 @@ def verify_corpus(out_dir: Path, progress: Callable[[int], None] | None = None) 
     sizes = {index["image_policy"]["size"]} | {
         o["size"] for o in index["image_policy"]["per_label"].values() if o.get("size")
     }
+    rows_per_shard = Counter(row["shard"] for row in manifest)
     seen = 0
     for entry in index["shards"]:
         path = out_dir / entry["path"]
@@ -103,7 +105,7 @@ def verify_corpus(out_dir: Path, progress: Callable[[int], None] | None = None) 
                 )
             if row["shard"] != entry["path"] or row["split"] != entry["split"]:
                 raise CorpusInvalid(f"{entry['path']}: sample {key} is listed under {row['shard']}")
-        listed = sum(1 for row in manifest if row["shard"] == entry["path"])
+        listed = rows_per_shard[entry["path"]]
         if len(samples) != entry["count"] or listed != entry["count"]:
             raise CorpusInvalid(
                 f"{entry['path']}: holds {len(samples)} samples, manifest lists {listed}, "

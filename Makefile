@@ -36,9 +36,12 @@ browser:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
 		echo "chromium missing and not root: the browser test will be skipped"
 
+# ruff, the layer contract (import-linter: no module imports from a layer above it), and mypy.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check forgeset tests bench
 	$(VENV)/bin/ruff format --check forgeset tests bench
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 test: lint browser
 	$(VENV)/bin/python -m pytest

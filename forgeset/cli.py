@@ -30,8 +30,9 @@ def _fail(message: str, code: int) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _not_a_corpus(out: Path, err: FileNotFoundError) -> typer.Exit:
-    return _fail(f"{out}: not a finished corpus ({err.filename} is missing)", 1)
+def _corpus_refused(err: Exception) -> typer.Exit:
+    """A corpus that Corpus.open (or verify) refused: its message names the file and field."""
+    return _fail(str(err), 1)
 
 
 @build_app.command("dataset")
@@ -48,20 +49,29 @@ def build_dataset_command(
         bool, typer.Option("--resume/--fresh", help="reuse finished shards of the same spec in OUT, or rebuild all")
     ] = True,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace a build of a different spec in OUT")] = False,
+    executor_name: Annotated[
+        str, typer.Option("--executor", help="ray (local cluster or --ray-address) or local (in this process)")
+    ] = "ray",
 ) -> None:
     """Build a sharded WebDataset corpus with manifest and index from SPEC."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from forgeset.builders.build import OutputConflict, build_dataset
-    from forgeset.builders.executors import RayExecutor, ShardFailed
+    from forgeset.builders.executors import EXECUTORS, Executor, LocalExecutor, RayExecutor, ShardFailed
     from forgeset.builders.spec import SpecError, load_spec
 
+    if executor_name not in EXECUTORS:
+        raise _fail(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor_name!r}", SPEC_ERROR_EXIT)
+    if executor_name == "local" and ray_address:
+        raise _fail("--ray-address needs --executor ray", SPEC_ERROR_EXIT)
     try:
         loaded = load_spec(spec)
     except SpecError as err:
         raise _fail(str(err), SPEC_ERROR_EXIT) from None
     out_dir = out or Path("out") / loaded.spec.name
-    executor = RayExecutor(workers or os.cpu_count() or 1, ray_address)
+    executor: Executor = (
+        LocalExecutor() if executor_name == "local" else RayExecutor(workers or os.cpu_count() or 1, ray_address)
+    )
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -123,16 +133,15 @@ def verify(out: Annotated[Path, typer.Argument(help="a built corpus folder")]) -
     """Re-hash every shard, decode every sample and check it against index.json and the manifest."""
     from rich.progress import Progress
 
-    from forgeset.manifests.verify import CorpusInvalid, verify_corpus
+    from forgeset.manifests.corpus import CorpusError
+    from forgeset.manifests.verify import verify_corpus
 
     try:
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("verifying", total=None)
             totals = verify_corpus(out, progress=lambda n: bar.advance(task, n))
-    except CorpusInvalid as err:
-        raise _fail(str(err), 1) from None
-    except FileNotFoundError as err:
-        raise _fail(f"{out}: {err.strerror or err}: {err.filename}", 1) from None
+    except CorpusError as err:
+        raise _corpus_refused(err) from None
     console.print(f"[green]ok[/] {totals['samples']} samples in {totals['shards']} shards", highlight=False)
 
 
@@ -143,11 +152,12 @@ def inspect(
 ) -> None:
     """Counts per split/label/kind/generator and a format/size audit per label."""
     from forgeset.manifests.audit import audit_corpus
+    from forgeset.manifests.corpus import CorpusError
 
     try:
         report = audit_corpus(out)
-    except FileNotFoundError as err:
-        raise _not_a_corpus(out, err) from None
+    except CorpusError as err:
+        raise _corpus_refused(err) from None
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -212,18 +222,20 @@ def publish(
     batch: Annotated[int, typer.Option("--batch", min=1, help="files per commit")] = 50,
 ) -> None:
     """Build a Hub-ready folder (shards, manifest, index, dataset card) and upload it."""
-    from forgeset.manifests.hub import DEFAULT_TIERS, stage_release, upload_release
-    from forgeset.manifests.verify import CorpusInvalid, verify_corpus
+    from forgeset.manifests.corpus import CorpusError
+    from forgeset.manifests.layout import Layout
+    from forgeset.manifests.verify import verify_corpus
+    from forgeset.publish.hub import DEFAULT_TIERS, stage_release, upload_release
 
     if "/" not in repo_id:
         raise _fail(f"--repo-id must be ORG/NAME, got {repo_id!r}", SPEC_ERROR_EXIT)
     tiers = _tiers(tier) if tier else DEFAULT_TIERS
     try:
         verify_corpus(out)
-    except (CorpusInvalid, FileNotFoundError) as err:
+        folder = dry_run or Layout(out).publish_dir
+        files = stage_release(out, folder, repo_id, tiers)
+    except CorpusError as err:
         raise _fail(f"refusing to publish {out}: {err}", 1) from None
-    folder = dry_run or out / ".forgeset" / "publish"
-    files = stage_release(out, folder, repo_id, tiers)
     if dry_run:
         console.print(
             f"[green]wrote[/] {len(files)} files for {repo_id} to {folder} (nothing uploaded)", highlight=False
@@ -250,7 +262,8 @@ def export(
     layout: Annotated[str, typer.Option("--format", help="cnndetection | imagefolder")] = "cnndetection",
 ) -> None:
     """Copy the corpus into a folder layout detector code reads (byte copies; nothing re-encoded)."""
-    from forgeset.manifests.export import FORMATS, export_corpus
+    from forgeset.manifests.corpus import CorpusError
+    from forgeset.publish.export import FORMATS, export_corpus
 
     if layout not in FORMATS:
         raise _fail(f"--format must be one of {', '.join(FORMATS)}, got {layout!r}", SPEC_ERROR_EXIT)
@@ -258,8 +271,8 @@ def export(
         raise _fail(f"{target} exists and is not empty", SPEC_ERROR_EXIT)
     try:
         counts = export_corpus(out, target, layout)
-    except FileNotFoundError as err:
-        raise _not_a_corpus(out, err) from None
+    except CorpusError as err:
+        raise _corpus_refused(err) from None
     console.print(
         f"[green]exported[/] {sum(counts.values())} files in {len(counts)} folders to {target} "
         "(lossless copies of the shard members; nothing was re-encoded)",
@@ -271,8 +284,8 @@ def export(
 def validate(
     out: Annotated[Path, typer.Argument(help="a built corpus folder")],
     detector_names: Annotated[
-        str, typer.Option("--detectors", help="comma-separated detector types")
-    ] = "spectrum,cnn,npr",
+        str | None, typer.Option("--detectors", help="comma-separated detector types [default: the baselines]")
+    ] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="override each detector's epochs")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     matrix_detector: Annotated[
@@ -287,10 +300,14 @@ def validate(
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     from forgeset.detectors import detectors
+    from forgeset.detectors.base import default_detectors
     from forgeset.detectors.report import render_report
     from forgeset.detectors.validate import validate_corpus
+    from forgeset.manifests.corpus import CorpusError
+    from forgeset.manifests.layout import HOLDOUT_SPLIT, Layout
 
-    names = [n.strip() for n in detector_names.split(",") if n.strip()]
+    given = default_detectors() if detector_names is None else detector_names.split(",")
+    names = [n.strip() for n in given if n.strip()]
     unknown = sorted(set(names) - set(detectors.names()))
     if not names or unknown:
         raise _fail(
@@ -308,23 +325,24 @@ def validate(
                 progress=lambda message: bar.update(task, description=message),
                 backbone=backbone,
             )
-    except FileNotFoundError as err:
-        raise _not_a_corpus(out, err) from None
+    except CorpusError as err:
+        raise _corpus_refused(err) from None
     except ValueError as err:
         raise _fail(str(err), 1) from None
-    (out / "validation" / "report.html").write_text(render_report(results, out.name), encoding="utf-8")
+    paths = Layout(out)
+    paths.report.write_text(render_report(results, out.name), encoding="utf-8")
     table = Table(title="validation (test split)")
-    for column in ("detector", "AUC", "AP", "acc", "EER", "test_ood AUC"):
+    for column in ("detector", "AUC", "AP", "acc", "EER", f"{HOLDOUT_SPLIT} AUC"):
         table.add_column(column)
     for name, entry in results["detectors"].items():
         test = entry["test"]
         table.add_row(
             name,
             *(str(test[k]) for k in ("auc", "ap", "accuracy", "eer")),
-            str((entry.get("test_ood") or {}).get("auc")),
+            str((entry.get(HOLDOUT_SPLIT) or {}).get("auc")),
         )
     Console().print(table)
-    console.print(f"[green]wrote[/] {out / 'validation' / 'metrics.json'} and report.html", highlight=False)
+    console.print(f"[green]wrote[/] {paths.metrics} and {paths.report.name}", highlight=False)
 
 
 @app.command()
@@ -340,22 +358,20 @@ def curate(
 ) -> None:
     """Import a corpus into FiftyOne (brain runs, saved views), or `curate sync OUT` to save tags back."""
     from forgeset.annotate.curation import CurationError, import_corpus, sync_curation
+    from forgeset.manifests.corpus import CorpusError
+    from forgeset.manifests.layout import Layout
 
     try:
         if first == "sync":
             if second is None:
                 raise _fail("usage: forgeset curate sync OUT", SPEC_ERROR_EXIT)
             table = sync_curation(second, name)
-            console.print(
-                f"[green]wrote[/] {table.num_rows} decisions to {second / 'curation.parquet'}", highlight=False
-            )
+            console.print(f"[green]wrote[/] {table.num_rows} decisions to {Layout(second).curation}", highlight=False)
             return
         out = Path(first)
         dataset = import_corpus(out, name, media)
-    except CurationError as err:
+    except (CurationError, CorpusError) as err:
         raise _fail(str(err), 1) from None
-    except FileNotFoundError as err:
-        raise _not_a_corpus(Path(second or first), err) from None
     console.print(
         f"[green]imported[/] {len(dataset)} samples into FiftyOne dataset {dataset.name!r}; saved views: "
         + ", ".join(dataset.list_saved_views()),
@@ -379,13 +395,12 @@ def filter_command(
 ) -> None:
     """Write a new corpus version without excluded samples, relabels applied, re-sharded."""
     from forgeset.annotate.curation import CurationError, filter_corpus
+    from forgeset.manifests.corpus import CorpusError
 
     try:
         index = filter_corpus(out, target, with_derivatives)
-    except CurationError as err:
+    except (CurationError, CorpusError) as err:
         raise _fail(str(err), 1) from None
-    except FileNotFoundError as err:
-        raise _not_a_corpus(out, err) from None
     derived = index["derived_from"]
     console.print(
         f"[green]wrote[/] {index['samples']} samples to {target} ({derived['excluded']} excluded, "

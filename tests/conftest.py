@@ -72,17 +72,29 @@ def ray_session() -> Any:
     ray.shutdown()
 
 
+def manifest_rows(out: Path) -> dict[str, dict[str, Any]]:
+    """A built corpus's manifest rows by key, read through the validating Corpus reader."""
+    from forgeset.manifests.corpus import Corpus
+
+    return Corpus.open(out).rows_by_key
+
+
 @pytest.fixture(scope="session")
-def build_corpus(ray_session: Any) -> Callable[..., Path]:
-    """Build a spec dict into a folder in-process (on the session's Ray) and return OUT."""
+def build_corpus() -> Callable[..., Path]:
+    """Build a spec dict into a folder in this process (the local executor) and return OUT.
+
+    Tests of Ray itself build with RayExecutor on `ray_session`; the local executor writes the
+    same bytes (tested), without a cluster's start-up on every build.
+    """
     from forgeset.builders.build import build_dataset
-    from forgeset.builders.executors import RayExecutor
+    from forgeset.builders.executors import LocalExecutor
     from forgeset.builders.spec import load_spec
 
-    def build(folder: Path, data: dict[str, Any], workers: int = 2, **kwargs: Any) -> Path:
+    def build(folder: Path, data: dict[str, Any], **kwargs: Any) -> Path:
         spec_path = write_spec(folder, data)
         out = folder / "out"
-        build_dataset(load_spec(spec_path), out, executor=RayExecutor(workers), **kwargs)
+        kwargs.setdefault("executor", LocalExecutor())
+        build_dataset(load_spec(spec_path), out, **kwargs)
         return out
 
     return build
@@ -96,7 +108,7 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory, build_corpus: Callable
 
 @pytest.fixture(scope="session")
 def forensics_mix(tmp_path_factory: pytest.TempPathFactory, ray_session: Any) -> Path:
-    """specs/forensics-mix.yaml built once per session (masks, lineage, test_ood)."""
+    """specs/forensics-mix.yaml built once per session on Ray (masks, lineage, the held-out split)."""
     from forgeset.builders.build import build_dataset
     from forgeset.builders.executors import RayExecutor
     from forgeset.builders.spec import load_spec

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from forgeset.manifests.index import INDEX_NAME, MANIFEST_NAME, RESOLVED_SPEC_NAME
-from forgeset.manifests.shard_reader import read_members, read_samples
+from forgeset.manifests import layout
+from forgeset.manifests.corpus import Corpus, CorpusError
 
-CURATION_NAME = "curation.parquet"
 DECISIONS = {"exclude": "exclude", "relabel:real": "relabel", "relabel:fake": "relabel"}
-SPLIT_TAGS = {"train", "val", "test", "test_ood"}
+SPLIT_TAGS = set(layout.ALL_SPLITS)
 
 
 class CurationError(Exception):
@@ -38,20 +36,19 @@ def _fiftyone() -> Any:
     return fo
 
 
-def _extract_media(out_dir: Path, media: Path) -> dict[str, dict[str, Path]]:
+def _extract_media(corpus: Corpus, media: Path) -> dict[str, dict[str, Path]]:
     """Write each image and mask member once (idempotent); return key -> {"image", "mask"} paths."""
-    index = json.loads((out_dir / INDEX_NAME).read_text())
     paths: dict[str, dict[str, Path]] = {}
-    for shard in index["shards"]:
-        for key, ext, data in read_members(out_dir / shard["path"]):
-            if ext not in ("png", "jpg", "mask.png"):
+    for sample in corpus.iter_samples():
+        for member, role in ((sample.image_member, "image"), (layout.MASK_MEMBER, "mask")):
+            data = sample.members.get(member)
+            if data is None:
                 continue
-            name = f"masks/{key}.png" if ext == "mask.png" else f"{key}.{ext}"
-            target = media / shard["split"] / name
+            target = layout.media_path(media, sample.split, sample.key, member)
             if not target.exists() or target.stat().st_size != len(data):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(data)
-            paths.setdefault(key, {})["mask" if ext == "mask.png" else "image"] = target
+            paths.setdefault(sample.key, {})[role] = target
     return paths
 
 
@@ -64,21 +61,20 @@ def _thumbnails(paths: list[Path]) -> np.ndarray:
     return vectors / (np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-8)
 
 
-EMBEDDING_PREFERENCE = ("cnn", "npr", "clip", "spectrum", "rigid")
-
-
-def _detector_outputs(out_dir: Path) -> tuple[dict[str, dict[str, float]], str | None, dict[str, np.ndarray]]:
+def _detector_outputs(corpus: Corpus) -> tuple[dict[str, dict[str, float]], str | None, dict[str, np.ndarray]]:
     """For each checkpoint `validate` left: P(fake) per key; plus one detector's features per key."""
-    checkpoints = {p.stem: p for p in sorted((out_dir / "validation" / "checkpoints").glob("*.safetensors"))}
+    checkpoints = {p.stem: p for p in sorted(corpus.layout.checkpoints.glob("*.safetensors"))}
     if not checkpoints:
         return {}, None, {}
     from forgeset.detectors import load_detector
+    from forgeset.detectors.base import by_embedding_preference
     from forgeset.detectors.data import load_corpus
 
-    data = load_corpus(out_dir)
+    data = load_corpus(corpus)
     scores: dict[str, dict[str, float]] = {}
-    chosen, features = None, {}
-    for name in sorted(checkpoints, key=lambda n: EMBEDDING_PREFERENCE.index(n) if n in EMBEDDING_PREFERENCE else 99):
+    chosen: str | None = None
+    features: dict[str, np.ndarray] = {}
+    for name in by_embedding_preference(list(checkpoints)):
         try:
             detector = load_detector(checkpoints[name])
         except Exception:  # a backbone detector whose weights are not here: skip, import the rest
@@ -98,10 +94,10 @@ def import_corpus(out_dir: Path, name: str | None = None, media: Path | None = N
     import fiftyone.brain as fob
     from fiftyone import ViewField as F
 
-    index = json.loads((out_dir / INDEX_NAME).read_text())
-    rows = pq.read_table(out_dir / MANIFEST_NAME).to_pylist()
-    paths = _extract_media(out_dir, media or out_dir / "media")
-    predictions, embedder, features = _detector_outputs(out_dir)
+    corpus = Corpus.open(out_dir)
+    rows = corpus.rows
+    paths = _extract_media(corpus, media or corpus.layout.media)
+    predictions, embedder, features = _detector_outputs(corpus)
     samples = []
     for row in rows:
         sample = fo.Sample(filepath=str(paths[row["key"]]["image"]), tags=[row["split"]])
@@ -130,7 +126,7 @@ def import_corpus(out_dir: Path, name: str | None = None, media: Path | None = N
                 logits=[float(np.log(1 - score + 1e-8)), float(np.log(score + 1e-8))],
             )
         samples.append(sample)
-    name = name or index["name"]
+    name = name or corpus.name
     try:
         dataset = fo.load_dataset(name) if fo.dataset_exists(name) else fo.Dataset(name, persistent=True)
     except Exception as err:  # the database could not start
@@ -170,7 +166,7 @@ def import_corpus(out_dir: Path, name: str | None = None, media: Path | None = N
 def sync_curation(out_dir: Path, name: str | None = None) -> pa.Table:
     """Read sample tags from FiftyOne and write OUT/curation.parquet (key, decision, tag, time)."""
     fo = _fiftyone()
-    name = name or json.loads((out_dir / INDEX_NAME).read_text())["name"]
+    name = name or Corpus.open(out_dir).name
     if not fo.dataset_exists(name):
         raise CurationError(f"no FiftyOne dataset {name!r}: run `forgeset curate {out_dir}` first")
     dataset = fo.load_dataset(name)
@@ -183,25 +179,47 @@ def sync_curation(out_dir: Path, name: str | None = None) -> pa.Table:
         sorted(records, key=lambda r: (r["key"], r["tag"])),
         schema=pa.schema([(f, pa.string()) for f in ("key", "decision", "tag", "time")]),
     )
-    pq.write_table(table, out_dir / CURATION_NAME)
+    pq.write_table(table, layout.Layout(out_dir).curation)
     return table
 
 
+def _read_decisions(path: Path) -> list[dict[str, Any]]:
+    """curation.parquet's rows, checked: a decision we know, and a relabel to a known label."""
+    from forgeset.manifests.schema import LABELS
+
+    try:
+        decisions = pq.read_table(path, columns=["key", "decision", "tag"]).to_pylist()
+    except Exception as err:  # untrusted file: any parse failure is one clear error
+        raise CurationError(f"{path}: not a readable curation table ({type(err).__name__}: {err})") from None
+    for row in decisions:
+        if row["decision"] == "relabel" and row["tag"] not in DECISIONS:
+            raise CurationError(f"{path}: tag {row['tag']!r} is not a relabel to one of {sorted(LABELS)}")
+    return decisions
+
+
 def filter_corpus(out_dir: Path, target: Path, with_derivatives: bool = False) -> dict[str, Any]:
-    """Write a new corpus version without excluded samples (and their derivatives), relabels applied."""
-    from forgeset.builders.planner import ShardPlan
+    """Write a new corpus version without excluded samples (and their derivatives), relabels applied.
+
+    The new shards, rows and markers are written by the same ShardWriter as a build, and the index
+    by the same finalize, so `verify` checks a filtered corpus like any other.
+    """
+    from forgeset.builders.spec import SpecError, parse_spec
     from forgeset.manifests.index import finalize
-    from forgeset.manifests.schema import LABELS, MANIFEST_SCHEMA, REJECTS_SCHEMA, member_fields
+    from forgeset.manifests.schema import SampleRecord
     from forgeset.manifests.shard_writer import ShardWriter
 
-    curation_path = out_dir / CURATION_NAME
+    corpus = Corpus.open(out_dir)
+    curation_path = corpus.layout.curation
     if not curation_path.exists():
         raise CurationError(f"{curation_path} is missing: run `forgeset curate sync {out_dir}` first")
     if target.exists() and any(target.iterdir()):
         raise CurationError(f"{target} exists and is not empty")
-    decisions = pq.read_table(curation_path).to_pylist()
-    index = json.loads((out_dir / INDEX_NAME).read_text())
-    rows = pq.read_table(out_dir / MANIFEST_NAME).to_pylist()
+    try:
+        shard_size = parse_spec(corpus.resolved_spec(), str(corpus.layout.resolved_spec)).shards.size
+    except SpecError as err:
+        raise CorpusError(str(err)) from None
+    decisions = _read_decisions(curation_path)
+    rows = corpus.rows
     excluded = {d["key"] for d in decisions if d["decision"] == "exclude"}
     if with_derivatives:
         children: dict[str, list[str]] = {}
@@ -215,57 +233,41 @@ def filter_corpus(out_dir: Path, target: Path, with_derivatives: bool = False) -
                     excluded.add(child)
                     stack.append(child)
     relabel = {d["key"]: d["tag"].split(":")[1] for d in decisions if d["decision"] == "relabel"}
-    members: dict[str, dict[str, bytes]] = {}
-    for shard in index["shards"]:
-        members.update(read_samples(out_dir / shard["path"]))
-    import yaml
-
-    shard_size = yaml.safe_load((out_dir / RESOLVED_SPEC_NAME).read_text())["shards"]["size"]
-    (target / ".forgeset" / "shards").mkdir(parents=True, exist_ok=True)
-    (target / RESOLVED_SPEC_NAME).write_bytes((out_dir / RESOLVED_SPEC_NAME).read_bytes())
+    members = {sample.key: sample.members for sample in corpus.iter_samples() if sample.key not in excluded}
+    paths = layout.Layout(target)
+    paths.shard_states.mkdir(parents=True, exist_ok=True)
+    paths.resolved_spec.write_bytes(corpus.layout.resolved_spec.read_bytes())
     states = []
-    for split in dict.fromkeys(s["split"] for s in index["shards"]):
+    for split in corpus.splits:
         kept = [dict(r) for r in rows if r["split"] == split and r["key"] not in excluded]
         for number, start in enumerate(range(0, len(kept), shard_size)):
-            plan = ShardPlan(split, number, ())
+            writer = ShardWriter(target, split, number)
             chunk = kept[start : start + shard_size]
-            samples = []
+            samples, records = [], []
             for row in chunk:
-                row["shard"] = plan.path
+                row["shard"] = writer.relative_path
                 if row["key"] in relabel:
                     row["label"] = relabel[row["key"]]
+                record = SampleRecord(**row)
                 sample = {"__key__": row["key"], **members[row["key"]]}
-                sample["json"] = json.dumps(member_fields(row), sort_keys=True, ensure_ascii=False).encode()
-                sample["cls"] = str(LABELS[row["label"]]).encode()
+                sample[layout.JSON_MEMBER] = record.member_json()
+                sample[layout.CLS_MEMBER] = record.member_cls()
                 samples.append(sample)
-            stats = ShardWriter(target, plan.path).write(samples)
-            state = target / ".forgeset" / "shards" / plan.marker_name
-            pq.write_table(pa.Table.from_pylist(chunk, schema=MANIFEST_SCHEMA), state.with_suffix(".rows.parquet"))
-            pq.write_table(REJECTS_SCHEMA.empty_table(), state.with_suffix(".rejects.parquet"))
-            state.with_suffix(".done.json").write_text(
-                json.dumps(
-                    {
-                        "path": stats.path,
-                        "count": stats.count,
-                        "bytes": stats.bytes,
-                        "sha256": stats.sha256,
-                        "rejects": 0,
-                    }
-                )
-            )
-            states.append((split, state))
+                records.append(record)
+            writer.finish(samples, records, [])
+            states.append((split, writer.state))
     derived = {
-        "spec_sha256": index["spec_sha256"],
+        "spec_sha256": corpus.index.spec_sha256,
         "curation_sha256": hashlib.sha256(curation_path.read_bytes()).hexdigest(),
         "excluded": len(excluded),
         "relabeled": len(set(relabel) - excluded),
     }
     return finalize(
         target,
-        index["name"],
-        index["spec_sha256"],
-        index["image_policy"],
-        index["members"],
+        corpus.name,
+        corpus.index.spec_sha256,
+        corpus.policy.model_dump(mode="json"),
+        corpus.index.members,
         states,
         derived_from=derived,
     )

@@ -1,8 +1,7 @@
-"""`forgeset build dataset`: plan, resume, execute on Ray, finalize the manifest and index."""
+"""`forgeset build dataset`: plan, resume, execute (Ray or in-process), finalize the manifest and index."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Callable
@@ -12,12 +11,11 @@ from typing import Any
 
 from forgeset.builders.executors import Executor, RayExecutor
 from forgeset.builders.planner import Plan, ShardPlan, plan_build
-from forgeset.builders.shard_builder import STATE_DIR, BuildContext, ShardSummary, marker_path
+from forgeset.builders.shard_builder import BuildContext, ShardSummary
 from forgeset.builders.spec import LoadedSpec
-from forgeset.manifests.index import INDEX_NAME, RESOLVED_SPEC_NAME, finalize, write_atomically
-from forgeset.manifests.shard_writer import file_sha256
-
-SPEC_HASH_NAME = "spec.sha256"
+from forgeset.manifests import layout
+from forgeset.manifests.index import finalize, write_atomically
+from forgeset.manifests.shard_writer import file_sha256, read_marker
 
 
 class OutputConflict(Exception):
@@ -36,7 +34,8 @@ class BuildResult:
 
 def prepare_output(out_dir: Path, spec_sha256: str, fresh: bool, overwrite: bool) -> None:
     """Make OUT ready: new, resumable (same spec), or replaced (--overwrite); refuse otherwise."""
-    state_hash = out_dir / STATE_DIR / SPEC_HASH_NAME
+    paths = layout.Layout(out_dir)
+    state_hash = paths.spec_hash
     if out_dir.exists() and any(out_dir.iterdir()):
         if not state_hash.exists():
             raise OutputConflict(f"{out_dir} exists and is not a forgeset output; choose another --out")
@@ -49,7 +48,7 @@ def prepare_output(out_dir: Path, spec_sha256: str, fresh: bool, overwrite: bool
         if existing != spec_sha256 or fresh:
             for child in out_dir.iterdir():
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
-    (out_dir / STATE_DIR / "shards").mkdir(parents=True, exist_ok=True)
+    paths.shard_states.mkdir(parents=True, exist_ok=True)
     state_hash.write_text(spec_sha256 + "\n")
 
 
@@ -57,12 +56,15 @@ def finished_shards(ctx: BuildContext, plan: Plan) -> set[str]:
     """Shards whose marker exists and whose tar still has the recorded sha256."""
     done = set()
     for shard in plan.shards:
-        marker = marker_path(ctx, shard)
+        marker = read_marker(ctx.shard_state(shard))
         tar = ctx.out_dir / shard.path
-        if marker.exists() and tar.exists():
-            recorded = json.loads(marker.read_text())
-            if recorded["bytes"] == tar.stat().st_size and recorded["sha256"] == file_sha256(tar):
-                done.add(shard.path)
+        if (
+            marker is not None
+            and tar.exists()
+            and marker.bytes == tar.stat().st_size
+            and marker.sha256 == file_sha256(tar)
+        ):
+            done.add(shard.path)
     return done
 
 
@@ -71,13 +73,13 @@ def remove_leftovers(ctx: BuildContext, plan: Plan, done: set[str]) -> int:
     removed = 0
     keep_tars = {ctx.out_dir / path for path in done}
     keep_state = {ctx.shard_state(s).name for s in plan.shards if s.path in done}
-    for split in {shard.split for shard in plan.shards} | {"train", "val", "test"}:
-        folder = ctx.out_dir / split
+    paths = layout.Layout(ctx.out_dir)
+    for folder in paths.split_dirs():
         for path in folder.glob("*") if folder.is_dir() else []:
             if path not in keep_tars:
                 path.unlink()
                 removed += 1
-    for path in (ctx.out_dir / STATE_DIR / "shards").glob("*"):
+    for path in paths.shard_states.glob("*"):
         if path.name.split(".")[0] not in keep_state:
             path.unlink()
             removed += 1
@@ -103,8 +105,9 @@ def build_dataset(
     spec_sha256 = spec.sha256()
     out_dir = out_dir.absolute()
     prepare_output(out_dir, spec_sha256, fresh, overwrite)
-    write_atomically(out_dir / RESOLVED_SPEC_NAME, spec.resolved_yaml())
-    (out_dir / INDEX_NAME).unlink(missing_ok=True)  # the index marks a complete build; it is rewritten last
+    paths = layout.Layout(out_dir)
+    write_atomically(paths.resolved_spec, spec.resolved_yaml())
+    paths.index.unlink(missing_ok=True)  # the index marks a complete build; it is rewritten last
     plan = plan_build(spec, loaded.base_dir)
     ctx = BuildContext(spec=spec, base_dir=loaded.base_dir, out_dir=out_dir)
     done = finished_shards(ctx, plan)
@@ -115,7 +118,7 @@ def build_dataset(
         on_plan(plan.total_jobs, len(plan.shards), counter["samples"], counter["shards"])
 
     def shard_done(summary: ShardSummary) -> None:
-        counter["samples"] += summary.stats.count + summary.rejects
+        counter["samples"] += summary.marker.count + summary.marker.rejects
         counter["shards"] += 1
         if progress:
             progress(counter["samples"], counter["shards"])
@@ -124,6 +127,6 @@ def build_dataset(
         runner = executor or RayExecutor(workers or os.cpu_count() or 1)
         runner.run(ctx, pending, shard_done)
     states = [(shard.split, ctx.shard_state(shard)) for shard in plan.shards]
-    members = sorted([*spec.image.extensions(), "json", "cls", *(["mask.png"] if spec.localized else [])])
+    members = layout.sample_members(spec.image.formats(), spec.localized)
     index = finalize(out_dir, spec.name, spec_sha256, spec.image.model_dump(mode="json"), members, states)
     return BuildResult(out_dir=out_dir, index=index, built_shards=len(pending), reused_shards=len(done))

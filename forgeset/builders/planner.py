@@ -6,31 +6,16 @@ plans the same shards whatever the worker count, the order of execution or an in
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from forgeset.builders.prompts import prompt_sources
 from forgeset.builders.sources import RealItem, RealSource, real_sources
-from forgeset.builders.spec import HOLDOUT_SPLIT, SPLIT_NAMES, Spec, SpecError
-from forgeset.generators import GeneratorParams, generators, manipulators
-from forgeset.generators.base import Stage
-
-
-def unit_draw(*parts: object) -> float:
-    """A uniform number in [0, 1) that depends only on `parts`."""
-    digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def sample_seed(spec_seed: int, key: str) -> int:
-    """A sample's own 63-bit seed, from the spec seed and its key.
-
-    Not from the whole spec hash: changing the output format or shard size must not change what
-    a generator draws, so that corpora differing only in policy hold the same content.
-    """
-    digest = hashlib.sha256(f"{spec_seed}:seed:{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
+from forgeset.builders.spec import Spec, SpecError
+from forgeset.core.seeds import sample_seed, unit_draw
+from forgeset.generators import GeneratorParams
+from forgeset.generators.base import Stage, stage_class
+from forgeset.manifests import layout
 
 
 @dataclass(frozen=True)
@@ -50,6 +35,7 @@ class Job:
     parent_key: str | None = None
     strength: float | None = None
     perturb: tuple[str, ...] = ()
+    perturb_seeds: tuple[int, ...] = ()
     perturb_child: bool = False
 
 
@@ -64,12 +50,7 @@ class ShardPlan:
     @property
     def path(self) -> str:
         """The shard's path inside OUT, e.g. train/00003.tar."""
-        return f"{self.split}/{self.index:05d}.tar"
-
-    @property
-    def marker_name(self) -> str:
-        """The stem of its rows, rejects and done-marker files under OUT/.forgeset/shards."""
-        return f"{self.split}-{self.index:05d}"
+        return layout.shard_path(self.split, self.index)
 
 
 @dataclass
@@ -94,8 +75,7 @@ def make_source(params: object, base_dir: Path) -> RealSource:
 
 def make_stage(params: GeneratorParams, base_dir: Path, image_size: int) -> Stage:
     """Instantiate the registered generator or manipulation for its params (no model is loaded here)."""
-    registry = manipulators if params.type in manipulators.names() else generators
-    return registry.get(params.type)(params, base_dir, image_size)
+    return stage_class(params)(params, base_dir, image_size)
 
 
 def _assign_split(spec: Spec, group: str) -> str:
@@ -143,6 +123,7 @@ def _generated_jobs(spec: Spec, base_dir: Path, captions: dict) -> list[Job]:
     jobs: list[Job] = []
     for params in spec.generate:
         name = params.generator_name
+        kind = stage_class(params).kind
         prompts = _prompt_texts(spec, params, base_dir, captions)
         for index in range(params.count):
             key = f"{name}-{index:08d}"
@@ -153,7 +134,7 @@ def _generated_jobs(spec: Spec, base_dir: Path, captions: dict) -> list[Job]:
                 Job(
                     key=key,
                     label="fake",
-                    kind="text2image",
+                    kind=kind,
                     group=group,
                     split=_assign_split(spec, group),
                     seed=sample_seed(spec.seed, key),
@@ -182,7 +163,8 @@ def _manipulated_jobs(spec: Spec, base_dir: Path, reals: list[Job], captions: di
             )
         picked = sorted(eligible, key=lambda job: unit_draw(spec.seed, "parent", name, job.key))[: params.count]
         prompts = _prompt_texts(spec, params, base_dir, captions)
-        strengths = params.strengths if getattr(params, "mode", None) == "img2img" else [None]
+        stage = stage_class(params)
+        strengths = stage.strengths(params)
         child = 0
         for parent in sorted(picked, key=lambda job: job.key):
             for strength in strengths:
@@ -193,7 +175,7 @@ def _manipulated_jobs(spec: Spec, base_dir: Path, reals: list[Job], captions: di
                     Job(
                         key=key,
                         label="fake",
-                        kind=params.type,
+                        kind=stage.kind,
                         group=parent.group,
                         split=parent.split,
                         seed=sample_seed(spec.seed, key),
@@ -251,14 +233,24 @@ def _hold_out(spec: Spec, jobs: list[Job]) -> list[Job]:
     """Move every lineage group that holds a held-out generator's sample to the OOD split."""
     held = set(spec.splits.holdout_generators)
     groups = {job.group for job in jobs if job.generator in held}
-    return [replace(job, split=HOLDOUT_SPLIT) if job.group in groups else job for job in jobs]
+    return [replace(job, split=layout.HOLDOUT_SPLIT) if job.group in groups else job for job in jobs]
+
+
+def _seed_perturbations(spec: Spec, jobs: list[Job]) -> list[Job]:
+    """Draw each perturbation's and attack's seed from the sample's final key and the stage name."""
+    return [
+        replace(job, perturb_seeds=tuple(sample_seed(spec.seed, f"{job.key}:{name}") for name in job.perturb))
+        if job.perturb
+        else job
+        for job in jobs
+    ]
 
 
 def plan_jobs(spec: Spec, base_dir: Path) -> list[Job]:
     """Every sample of the corpus as a job (real inputs listed, fakes given seeds and prompts)."""
     reals, captions = _real_jobs(spec, base_dir)
     jobs = reals + _generated_jobs(spec, base_dir, captions) + _manipulated_jobs(spec, base_dir, reals, captions)
-    return _hold_out(spec, _attacked_jobs(spec, _perturbed_jobs(spec, jobs)))
+    return _hold_out(spec, _seed_perturbations(spec, _attacked_jobs(spec, _perturbed_jobs(spec, jobs))))
 
 
 def plan_build(spec: Spec, base_dir: Path) -> Plan:
@@ -268,7 +260,7 @@ def plan_build(spec: Spec, base_dir: Path) -> Plan:
     shards: list[ShardPlan] = []
     counts: dict[str, int] = {}
     size = spec.shards.size
-    for split in (*SPLIT_NAMES, HOLDOUT_SPLIT):
+    for split in layout.ALL_SPLITS:
         groups: dict[str, list[Job]] = {}
         for job in jobs:
             if job.split == split:

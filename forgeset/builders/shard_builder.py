@@ -4,35 +4,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
-import pyarrow.parquet as pq
 
-from forgeset.annotate.masks import area_fraction
-from forgeset.builders.planner import Job, ShardPlan, make_source, sample_seed
+from forgeset.builders.planner import Job, ShardPlan, make_source
 from forgeset.builders.sources import RealSource
 from forgeset.builders.spec import Spec
-from forgeset.generators.base import SampleRejected, StageOutput
-from forgeset.imaging.decode import ImageRejected, decode_image
+from forgeset.core.rejection import SampleRejected
+from forgeset.generators.base import StageOutput
+from forgeset.generators.masks import area_fraction
+from forgeset.imaging.decode import decode_image
 from forgeset.imaging.encode import encode_image, encode_mask
 from forgeset.imaging.policy import ImagePolicy
 from forgeset.imaging.resize import fit_to_policy
-from forgeset.manifests.schema import (
-    MANIFEST_SCHEMA,
-    REJECTS_SCHEMA,
-    RejectRecord,
-    SampleRecord,
-    records_table,
-)
-from forgeset.manifests.shard_writer import ShardStats, ShardWriter
+from forgeset.manifests import layout
+from forgeset.manifests.schema import RejectRecord, SampleRecord, StageRecipe
+from forgeset.manifests.shard_writer import ShardMarker, ShardWriter
 from forgeset.perturbations.adversarial import apply_attack, load_surrogates
 from forgeset.perturbations.stage import apply_perturbation
-
-STATE_DIR = ".forgeset"
 
 
 @dataclass(frozen=True)
@@ -45,42 +38,29 @@ class BuildContext:
 
     def shard_state(self, shard: ShardPlan) -> Path:
         """Stem of the shard's rows/rejects/marker files."""
-        return self.out_dir / STATE_DIR / "shards" / shard.marker_name
+        return layout.Layout(self.out_dir).shard_state(shard.split, shard.index)
 
 
 @dataclass(frozen=True)
 class StageBatch:
-    """A model-holding stage's results for some jobs of one shard, and their shared recipe."""
+    """A model-holding stage's results for some jobs of one shard, and the recipe they share."""
 
     outputs: dict[str, StageOutput | SampleRejected]
-    provenance: dict[str, Any]
+    recipe: StageRecipe
 
 
 @dataclass(frozen=True)
 class ShardSummary:
-    """A finished shard: its stats and how many inputs were refused."""
+    """A finished shard: its done-marker (path, count, bytes, sha256, rejects)."""
 
     shard: str
-    stats: ShardStats
-    rejects: int
-
-
-def marker_path(ctx: BuildContext, shard: ShardPlan) -> Path:
-    """The done-marker, written after the tar, rows and rejects: its presence means finished."""
-    return ctx.shard_state(shard).with_suffix(".done.json")
+    marker: ShardMarker
 
 
 def _record(
-    job: Job,
-    shard: ShardPlan,
-    encoded: bytes,
-    size: int,
-    policy: ImagePolicy,
-    ops: list[dict],
-    provenance: dict[str, Any],
-    facts: dict[str, Any],
-    mask_area: float | None,
+    job: Job, shard: ShardPlan, encoded: bytes, policy: ImagePolicy, sample: _Made, mask_area: float | None
 ) -> SampleRecord:
+    recipe, output = sample.recipe, sample.output
     return SampleRecord(
         key=job.key,
         split=job.split,
@@ -91,27 +71,30 @@ def _record(
         license=job.item.license if job.item else None,
         caption=job.item.caption if job.item else None,
         generator=job.generator,
-        model=provenance.get("model"),
-        revision=provenance.get("revision"),
-        scheduler=provenance.get("scheduler"),
+        model=recipe.model,
+        revision=recipe.revision,
+        scheduler=recipe.scheduler,
         prompt=job.prompt if job.generator else None,
         seed=job.seed,
-        steps=provenance.get("steps"),
-        guidance=provenance.get("guidance"),
-        dtype=provenance.get("dtype"),
-        diffusers_version=provenance.get("diffusers_version"),
-        torch_version=provenance.get("torch_version"),
+        steps=recipe.steps,
+        guidance=recipe.guidance,
+        dtype=recipe.dtype,
+        device=recipe.device,
+        gen_size=recipe.gen_size,
+        diffusers_version=recipe.diffusers_version,
+        torch_version=recipe.torch_version,
         parent_key=job.parent_key,
         perturbation=",".join(job.perturb) or None,
-        strength=facts.get("strength"),
+        perturb_seeds=",".join(str(seed) for seed in job.perturb_seeds) or None,
+        strength=output.strength,
         mask_area=mask_area,
-        psnr=facts.get("psnr"),
-        ssim=facts.get("ssim"),
-        width=size,
-        height=size,
+        psnr=output.psnr,
+        ssim=output.ssim,
+        width=policy.size,
+        height=policy.size,
         format=policy.format,
         quality=policy.quality,
-        ops=json.dumps(ops, sort_keys=True),
+        ops=json.dumps(sample.ops, sort_keys=True),
         sha256=hashlib.sha256(encoded).hexdigest(),
         bytes=len(encoded),
         shard=shard.path,
@@ -121,17 +104,19 @@ def _record(
 def load_real(ctx: BuildContext, source: RealSource, job: Job) -> tuple[np.ndarray, list[dict]]:
     """A real input decoded and fitted to the real label's policy: the pixels every child starts from."""
     policy = ctx.spec.image.for_label("real")
+    if job.item is None:
+        raise SampleRejected("no input", f"{job.key} has no real item")
     try:
         data = source.read(job.item)
     except OSError as err:
-        raise ImageRejected("unreadable", str(err)) from None
+        raise SampleRejected("unreadable", str(err)) from None
     try:
         decoded = decode_image(data, policy.max_pixels, policy.alpha_background)
         pixels, resize_ops = fit_to_policy(decoded.pixels, policy)
-    except ImageRejected:
+    except SampleRejected:
         raise
     except Exception as err:  # a hostile input must not abort the shard; keep why
-        raise ImageRejected("decode error", f"{type(err).__name__}: {err}") from None
+        raise SampleRejected("decode error", f"{type(err).__name__}: {err}") from None
     return pixels, decoded.ops + resize_ops
 
 
@@ -142,31 +127,34 @@ class _Made:
     pixels: np.ndarray
     mask: np.ndarray | None
     ops: list[dict]
-    provenance: dict[str, Any]
-    facts: dict[str, Any]
+    recipe: StageRecipe
+    output: StageOutput
+
+
+_REAL = StageRecipe()
 
 
 def _base(
     job: Job,
     ctx: BuildContext,
     sources: dict[str, RealSource],
-    outputs: dict[str, Any],
-    provenance: dict[str, dict[str, Any]],
+    outputs: dict[str, StageOutput | SampleRejected],
+    recipes: dict[str, StageRecipe],
     made: dict[str, _Made],
 ) -> _Made:
     """The sample before its own perturbations: decoded, generated, manipulated, or its parent."""
     if job.perturb_child:
-        parent = made.get(job.parent_key)  # type: ignore[arg-type]
+        parent = made.get(job.parent_key or "")
         if parent is None:
-            raise ImageRejected("parent rejected", f"{job.parent_key} could not be made")
-        return _Made(parent.pixels, parent.mask, list(parent.ops), parent.provenance, dict(parent.facts))
+            raise SampleRejected("parent rejected", f"{job.parent_key} could not be made")
+        return replace(parent, ops=list(parent.ops))
     if job.generator is None:
-        pixels, ops = load_real(ctx, sources[job.source], job)
-        return _Made(pixels, None, ops, {}, {})
+        pixels, ops = load_real(ctx, sources[job.source or ""], job)
+        return _Made(pixels, None, ops, _REAL, StageOutput(pixels=pixels))
     result = outputs[job.key]
     if isinstance(result, SampleRejected):
-        raise ImageRejected(result.reason, result.detail)
-    return _Made(result.pixels, result.mask, list(result.ops), provenance[job.key], dict(result.facts))
+        raise result
+    return _Made(result.pixels, result.mask, list(result.ops), recipes[job.key], result)
 
 
 def build_shard(ctx: BuildContext, shard: ShardPlan, batches: list[StageBatch]) -> ShardSummary:
@@ -175,11 +163,11 @@ def build_shard(ctx: BuildContext, shard: ShardPlan, batches: list[StageBatch]) 
     Base samples come first, then perturbation children, which start from their parent's final
     pixels (a lineage group never spans shards, so the parent is always here).
     """
-    outputs: dict[str, Any] = {}
-    provenance: dict[str, dict[str, Any]] = {}
+    outputs: dict[str, StageOutput | SampleRejected] = {}
+    recipes: dict[str, StageRecipe] = {}
     for batch in batches:
         outputs.update(batch.outputs)
-        provenance.update(dict.fromkeys(batch.outputs, batch.provenance))
+        recipes.update(dict.fromkeys(batch.outputs, batch.recipe))
     sources: dict[str, RealSource] = {p.source_name: make_source(p, ctx.base_dir) for p in ctx.spec.real}
     stages = {stage.stage_name: stage for stage in ctx.spec.perturb}
     attacks = {
@@ -188,20 +176,20 @@ def build_shard(ctx: BuildContext, shard: ShardPlan, batches: list[StageBatch]) 
         if any(name == stage.stage_name for job in shard.jobs for name in job.perturb)
     }
     made: dict[str, _Made] = {}
-    samples: list[dict[str, bytes | str]] = []
+    samples: list[dict[str, Any]] = []
     records: list[SampleRecord] = []
     rejects: list[RejectRecord] = []
+    localized = ctx.spec.localized
     for job in sorted(shard.jobs, key=lambda j: (j.perturb_child, j.key)):
         try:
-            sample = _base(job, ctx, sources, outputs, provenance, made)
-        except ImageRejected as err:
+            sample = _base(job, ctx, sources, outputs, recipes, made)
+        except SampleRejected as err:
             ref = job.item.ref if job.item else job.parent_key or ""
             rejects.append(
                 RejectRecord(job.key, job.source or job.generator or "", ref, err.reason, err.detail, shard.path)
             )
             continue
-        for name in job.perturb:
-            seed = sample_seed(ctx.spec.seed, f"{job.key}:{name}")
+        for name, seed in zip(job.perturb, job.perturb_seeds, strict=True):
             if name in attacks:
                 stage, surrogates = attacks[name]
                 sample.pixels, applied = apply_attack(stage, sample.pixels, seed, surrogates)
@@ -216,37 +204,20 @@ def build_shard(ctx: BuildContext, shard: ShardPlan, batches: list[StageBatch]) 
         mask = sample.mask
         if mask is not None and mask.shape != sample.pixels.shape[:2]:
             mask = cv2.resize(mask, sample.pixels.shape[1::-1], interpolation=cv2.INTER_NEAREST)
+        # The area of the mask as stored: after geometric perturbations and the final resize.
         mask_area = round(area_fraction(mask), 6) if mask is not None else None
-        record = _record(
-            job, shard, encoded, policy.size, policy, sample.ops, sample.provenance, sample.facts, mask_area
-        )
+        record = _record(job, shard, encoded, policy, sample, mask_area)
         records.append(record)
-        members: dict[str, bytes | str] = {
+        members: dict[str, Any] = {
             "__key__": job.key,
-            policy.extension: encoded,
-            "json": record.member_json(),
-            "cls": record.member_cls(),
+            layout.image_member(policy.format): encoded,
+            layout.JSON_MEMBER: record.member_json(),
+            layout.CLS_MEMBER: record.member_cls(),
         }
-        if ctx.spec.localized:
+        if localized:
             if mask is None:
                 mask = np.zeros(sample.pixels.shape[:2], dtype=np.uint8)
-            members["mask.png"] = encode_mask(mask, policy.png_compression)
+            members[layout.MASK_MEMBER] = encode_mask(mask, policy.png_compression)
         samples.append(members)
-    stats = ShardWriter(ctx.out_dir, shard.path).write(samples)
-    state = ctx.shard_state(shard)
-    state.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(
-        records_table(sorted(records, key=lambda r: r.key), MANIFEST_SCHEMA), state.with_suffix(".rows.parquet")
-    )
-    pq.write_table(records_table(rejects, REJECTS_SCHEMA), state.with_suffix(".rejects.parquet"))
-    marker = {
-        "path": stats.path,
-        "count": stats.count,
-        "bytes": stats.bytes,
-        "sha256": stats.sha256,
-        "rejects": len(rejects),
-    }
-    done = marker_path(ctx, shard)
-    done.with_suffix(".tmp").write_text(json.dumps(marker, sort_keys=True))
-    done.with_suffix(".tmp").replace(done)
-    return ShardSummary(shard.path, stats, len(rejects))
+    marker = ShardWriter(ctx.out_dir, shard.split, shard.index).finish(samples, records, rejects)
+    return ShardSummary(shard.path, marker)

@@ -13,30 +13,28 @@ from pydantic import Field, ValidationError, model_validator
 
 from forgeset.builders.prompts import prompt_sources
 from forgeset.builders.sources import real_sources
-from forgeset.builders.sources.base import NAME_PATTERN
+from forgeset.core.naming import NAME_PATTERN
+from forgeset.core.strict_model import StrictModel
 from forgeset.generators import generators, manipulators
-from forgeset.generators.inpaint import OPENCV_METHODS
+from forgeset.generators.base import stage_class
 from forgeset.imaging.policy import ImagePolicy
+from forgeset.manifests.layout import HOLDOUT_SPLIT, SPLITS
 from forgeset.perturbations.adversarial import AdversarialParams
 from forgeset.perturbations.stage import PerturbStageParams
-from forgeset.strict_model import StrictModel
-
-SPLIT_NAMES = ("train", "val", "test")
-HOLDOUT_SPLIT = "test_ood"
 
 
 class ShardPolicy(StrictModel):
     """How samples are grouped into tar shards."""
 
-    size: int = Field(256, gt=0, le=100_000, description="samples per shard")
+    size: int = Field(default=256, gt=0, le=100_000, description="samples per shard")
 
 
 class SplitPolicy(StrictModel):
     """Split fractions; a sample's split is a pure function of the spec seed and its lineage group."""
 
-    train: float = Field(0.8, ge=0.0, le=1.0)
-    val: float = Field(0.1, ge=0.0, le=1.0)
-    test: float = Field(0.1, ge=0.0, le=1.0)
+    train: float = Field(default=0.8, ge=0.0, le=1.0)
+    val: float = Field(default=0.1, ge=0.0, le=1.0)
+    test: float = Field(default=0.1, ge=0.0, le=1.0)
     holdout_generators: list[str] = Field(
         default_factory=list, description=f"generators whose samples (and lineage) go to {HOLDOUT_SPLIT} only"
     )
@@ -50,14 +48,14 @@ class SplitPolicy(StrictModel):
 
     def fractions(self) -> list[tuple[str, float]]:
         """(split, fraction) in the fixed order train, val, test."""
-        return [(name, getattr(self, name)) for name in SPLIT_NAMES]
+        return [(name, getattr(self, name)) for name in SPLITS]
 
 
 class BiasGate(StrictModel):
     """A metadata-only probe (width, height, file size, format, quality) must not tell real from fake."""
 
     max_auc: float | None = Field(
-        None, ge=0.5, le=1.0, description="fail the build (after writing it) when the probe's AUC is higher"
+        default=None, ge=0.5, le=1.0, description="fail the build (after writing it) when the probe's AUC is higher"
     )
 
 
@@ -97,18 +95,18 @@ class Spec(StrictModel):
         real_names = {source.source_name for source in self.real}
         for index, generator in enumerate(self.generate):
             prompts = generator.prompts or self.prompts
-            if prompts is None:
+            if prompts is None and stage_class(generator).needs_prompts:
                 raise ValueError(f"generate[{index}] has no prompts: set `prompts` on it or at the top level")
-            if prompts.type == "captions" and prompts.source not in real_names:
-                raise ValueError(
-                    f"generate[{index}] takes captions from {prompts.source!r}, which is not a real source"
-                )
+            paired = prompts.paired_source if prompts is not None else None
+            if paired is not None and paired not in real_names:
+                raise ValueError(f"generate[{index}] takes captions from {paired!r}, which is not a real source")
         for index, stage in enumerate(self.manipulate):
             unknown = sorted(set(stage.sources or []) - real_names)
             if not self.real or unknown:
                 raise ValueError(f"manipulate[{index}] needs real parents; unknown sources: {unknown or 'none given'}")
-            if stage.model not in OPENCV_METHODS and self.image.size % 8:
-                raise ValueError(f"manipulate[{index}] is a diffusion model: image.size must be a multiple of 8")
+            multiple = stage_class(stage).size_multiple(stage)
+            if self.image.size % multiple:
+                raise ValueError(f"manipulate[{index}] needs image.size to be a multiple of {multiple}")
         made = {g.generator_name for g in self.generate} | {m.generator_name for m in self.manipulate}
         unknown = sorted(set(self.splits.holdout_generators) - made)
         if unknown:
@@ -118,7 +116,12 @@ class Spec(StrictModel):
     @property
     def localized(self) -> bool:
         """Whether any stage edits locally: then every sample carries KEY.mask.png."""
-        return any(stage.type == "inpaint" for stage in self.manipulate)
+        return any(stage_class(stage).localized for stage in (*self.generate, *self.manipulate))
+
+    @property
+    def stages(self) -> list[Any]:
+        """Every generate and manipulate entry, in spec order."""
+        return [*self.generate, *self.manipulate]
 
     def canonical_json(self) -> str:
         """Every field, defaults filled, keys sorted: what the spec hash is taken over."""
@@ -152,7 +155,7 @@ class LoadedSpec:
 
 
 def _union_tags() -> set[str]:
-    from forgeset.annotate.masks import mask_generators
+    from forgeset.generators.masks import mask_generators
     from forgeset.perturbations.ops import perturb_ops
 
     registries = (real_sources, generators, manipulators, prompt_sources, mask_generators, perturb_ops)

@@ -5,33 +5,40 @@ from __future__ import annotations
 from forgeset.builders.planner import Job, make_source
 from forgeset.builders.shard_builder import BuildContext, StageBatch, load_real
 from forgeset.builders.sources import RealSource
-from forgeset.generators import GenerationJob, ManipulationJob, Manipulator, StageOutput
-from forgeset.generators.base import ParentImage, SampleRejected, Stage
-from forgeset.imaging.decode import ImageRejected
+from forgeset.core.rejection import SampleRejected
+from forgeset.generators import GenerationJob, Generator, ManipulationJob, Manipulator, StageOutput
+from forgeset.generators.base import ParentImage, Stage
+
+
+def _source(ctx: BuildContext, sources: dict[str, RealSource], name: str) -> RealSource:
+    """The real source `name`, made once per runner."""
+    if name not in sources:
+        sources[name] = make_source(next(p for p in ctx.spec.real if p.source_name == name), ctx.base_dir)
+    return sources[name]
 
 
 def run_stage(ctx: BuildContext, stage: Stage, jobs: list[Job], sources: dict[str, RealSource]) -> StageBatch:
     """Generate (text-to-image) or manipulate (real parents decoded here) one planned batch."""
     outputs: dict[str, StageOutput | SampleRejected] = {}
-    if not isinstance(stage, Manipulator):
-        images = stage.generate([GenerationJob(job.key, job.seed, job.prompt) for job in jobs])
+    if isinstance(stage, Generator):
+        images = stage.generate([GenerationJob(job.key, job.seed or 0, job.prompt or "") for job in jobs])
         outputs = {job.key: StageOutput(pixels=image) for job, image in zip(jobs, images, strict=True)}
-        return StageBatch(outputs, stage.provenance())
+        return StageBatch(outputs, stage.recipe())
+    assert isinstance(stage, Manipulator)
     ready, parents = [], []
     for job in jobs:
-        if job.source not in sources:
-            sources[job.source] = make_source(
-                next(p for p in ctx.spec.real if p.source_name == job.source), ctx.base_dir
-            )
+        source = _source(ctx, sources, job.source or "")
         try:
-            pixels, _ = load_real(ctx, sources[job.source], job)
-        except ImageRejected as err:
+            pixels, _ = load_real(ctx, source, job)
+        except SampleRejected as err:
             outputs[job.key] = SampleRejected("parent rejected", f"{job.parent_key}: {err}")
             continue
         ready.append(job)
-        parents.append(ParentImage(pixels, sources[job.source].read_annotation(job.item)))
+        parents.append(ParentImage(pixels, source.read_annotation(job.item) if job.item else None))
     if ready:
-        manipulation_jobs = [ManipulationJob(j.key, j.seed, j.prompt, j.parent_key, j.strength) for j in ready]
+        manipulation_jobs = [
+            ManipulationJob(j.key, j.seed or 0, j.prompt or "", j.parent_key or "", j.strength) for j in ready
+        ]
         for job, result in zip(ready, stage.manipulate(manipulation_jobs, parents), strict=True):
             outputs[job.key] = result
-    return StageBatch(outputs, stage.provenance())
+    return StageBatch(outputs, stage.recipe())

@@ -26,6 +26,9 @@ def load_backbone(model: str, revision: str | None = None) -> Any:
     size = int(vision.config.image_size)
 
     class Backbone(nn.Module):
+        mean: torch.Tensor
+        std: torch.Tensor
+
         def __init__(self) -> None:
             super().__init__()
             self.network = vision

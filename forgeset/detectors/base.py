@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from forgeset.registry import Registry
-from forgeset.strict_model import StrictModel
+from forgeset.core.registry import Registry
+from forgeset.core.strict_model import StrictModel
 
 
 class DetectorParams(StrictModel):
@@ -35,6 +35,12 @@ class Detector(ABC):
     Params: ClassVar[type[DetectorParams]]
     # State under this prefix (a frozen backbone) is not saved; the checkpoint reloads it by id.
     frozen_prefix: ClassVar[str | None] = None
+    # Traits read by validate, the CLI and curation, so that no module outside detectors/ names one:
+    # it needs `--backbone`; its place in the default `--detectors` list (None: not a default);
+    # its preference as the source of curation embeddings (lower first).
+    needs_backbone: ClassVar[bool] = False
+    default_rank: ClassVar[int | None] = None
+    embedding_rank: ClassVar[int] = 99
 
     def __init__(self, params: DetectorParams, size: int) -> None:
         self.params = params
@@ -96,6 +102,18 @@ class Detector(ABC):
 
 
 detectors: Registry = Registry("detector")
+
+
+def default_detectors() -> list[str]:
+    """The detectors `validate` trains when none are named, in their default order."""
+    ranks = {name: detectors.get(name).default_rank for name in detectors.names()}
+    return sorted((name for name, rank in ranks.items() if rank is not None), key=lambda name: ranks[name])
+
+
+def by_embedding_preference(names: list[str]) -> list[str]:
+    """Detector names, the preferred source of curation embeddings first (unknown names last)."""
+    known = set(detectors.names())
+    return sorted(names, key=lambda n: (detectors.get(n).embedding_rank if n in known else 100, n))
 
 
 def to_tensor(images: np.ndarray) -> Any:

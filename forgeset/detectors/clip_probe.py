@@ -15,6 +15,9 @@ from forgeset.detectors.training import fit_linear_head
 class ClipProbe(Detector):
     """The head (and feature statistics) are trained; the backbone stays frozen and is not saved."""
 
+    needs_backbone = True
+    embedding_rank = 2
+
     class Params(DetectorParams):
         type: Literal["clip"] = "clip"
         model: str = Field(min_length=1, description="CLIP checkpoint: Hub id or local folder")

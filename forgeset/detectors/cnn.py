@@ -52,6 +52,9 @@ def small_resnet(in_channels: int = 3, width: int = 32) -> Any:
 class CnnDetector(Detector):
     """Pixels -> small ResNet -> logit."""
 
+    default_rank = 1
+    embedding_rank = 0
+
     class Params(DetectorParams):
         type: Literal["cnn"] = "cnn"
 

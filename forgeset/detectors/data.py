@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from forgeset.manifests.shard_reader import read_samples
+from forgeset.manifests.corpus import Corpus
+from forgeset.manifests.schema import LABELS
 
 
 @dataclass
@@ -40,26 +40,22 @@ class CorpusSplit:
 def _decode(data: bytes, size: int, grey: bool = False) -> np.ndarray:
     image = Image.open(io.BytesIO(data)).convert("L" if grey else "RGB")
     if image.size != (size, size):  # only corpora with per-label size overrides
-        image = image.resize((size, size), Image.NEAREST if grey else Image.BILINEAR)
+        image = image.resize((size, size), Image.Resampling.NEAREST if grey else Image.Resampling.BILINEAR)
     return np.asarray(image)
 
 
-def load_corpus(out_dir: Path) -> dict[str, CorpusSplit]:
-    """Every split of `out_dir`, samples in manifest order of their shards."""
-    index = json.loads((out_dir / "index.json").read_text())
-    size = index["image_policy"]["size"]
+def load_corpus(out_dir: Path | Corpus) -> dict[str, CorpusSplit]:
+    """Every split of a corpus, samples in key order of their shards; rows as KEY.json holds them."""
+    corpus = out_dir if isinstance(out_dir, Corpus) else Corpus.open(out_dir)
+    size = corpus.policy.size
     splits: dict[str, dict[str, list]] = {}
-    for shard in index["shards"]:
-        members = read_samples(out_dir / shard["path"])
-        bucket = splits.setdefault(shard["split"], {"images": [], "masks": [], "labels": [], "rows": []})
-        for key in sorted(members):
-            sample = members[key]
-            row = json.loads(sample["json"])
-            bucket["images"].append(_decode(sample.get("png") or sample["jpg"], size))
-            mask = sample.get("mask.png")
-            bucket["masks"].append(_decode(mask, size, grey=True) if mask else np.zeros((size, size), np.uint8))
-            bucket["labels"].append(int(sample["cls"]))
-            bucket["rows"].append(row)
+    for sample in corpus.iter_samples():
+        bucket = splits.setdefault(sample.split, {"images": [], "masks": [], "labels": [], "rows": []})
+        bucket["images"].append(_decode(sample.image, size))
+        mask = sample.mask
+        bucket["masks"].append(_decode(mask, size, grey=True) if mask else np.zeros((size, size), np.uint8))
+        bucket["labels"].append(LABELS[sample.row["label"]])
+        bucket["rows"].append(sample.member_row)
     return {
         name: CorpusSplit(np.stack(b["images"]), np.stack(b["masks"]), np.array(b["labels"]), b["rows"])
         for name, b in splits.items()

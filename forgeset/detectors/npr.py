@@ -25,6 +25,9 @@ def npr_residual(images: Any) -> Any:
 class NprDetector(Detector):
     """Residual x 10 (it is small) -> small ResNet -> logit."""
 
+    default_rank = 2
+    embedding_rank = 1
+
     class Params(DetectorParams):
         type: Literal["npr"] = "npr"
 

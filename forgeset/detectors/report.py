@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from forgeset.manifests.layout import HOLDOUT_SPLIT
+
 
 def _png(figure: Any) -> str:
     import matplotlib.pyplot as plt
@@ -93,17 +95,18 @@ def render_report(results: dict[str, Any], title: str) -> str:
             e["test"]["real_accuracy"],
             e["test"]["fake_accuracy"],
             e["test"]["eer"],
-            (e.get("test_ood") or {}).get("auc"),
+            (e.get(HOLDOUT_SPLIT) or {}).get("auc"),
         ]
         for name, e in results["detectors"].items()
     ]
     sections = [
         f"<h1>{html.escape(title)}: validation</h1>",
-        _table(["detector", "test AUC", "AP", "acc", "real acc", "fake acc", "EER", "test_ood AUC"], summary),
+        _table(["detector", "test AUC", "AP", "acc", "real acc", "fake acc", "EER", f"{HOLDOUT_SPLIT} AUC"], summary),
     ]
     plots = [("ROC on test", _roc_figure(results, "test"))]
-    if any("test_ood" in e for e in results["detectors"].values()):
-        plots.append(("ROC on test_ood (held-out generators vs test reals)", _roc_figure(results, "test_ood")))
+    if any(HOLDOUT_SPLIT in e for e in results["detectors"].values()):
+        title = f"ROC on {HOLDOUT_SPLIT} (held-out generators vs test reals)"
+        plots.append((title, _roc_figure(results, HOLDOUT_SPLIT)))
     matrix = results.get("cross_generator", {})
     if matrix.get("auc"):
         plots.append(("Cross-generator matrix", _matrix_figure(matrix["auc"], matrix["detector"])))

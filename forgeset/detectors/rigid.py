@@ -18,6 +18,9 @@ from forgeset.detectors.training import one_fit_log
 class RigidScore(Detector):
     """No training of the backbone: only two calibration scalars are fitted."""
 
+    needs_backbone = True
+    embedding_rank = 4
+
     class Params(DetectorParams):
         type: Literal["rigid"] = "rigid"
         model: str = Field(min_length=1, description="vision backbone (e.g. DINOv2, CLIP): Hub id or folder")
@@ -36,6 +39,10 @@ class RigidScore(Detector):
         noise = torch.randn(1, 3, self.size, self.size, generator=generator) * self.params.sigma
 
         class Rigid(nn.Module):
+            noise: torch.Tensor
+            scale: torch.Tensor
+            offset: torch.Tensor
+
             def __init__(self) -> None:
                 super().__init__()
                 self.backbone = backbone

@@ -16,6 +16,9 @@ from forgeset.detectors.training import fit_linear_head
 class SpectrumDetector(Detector):
     """A fixed differentiable feature layer (FFT, radial bins) and a linear head fitted by sklearn."""
 
+    default_rank = 0
+    embedding_rank = 3
+
     class Params(DetectorParams):
         type: Literal["spectrum"] = "spectrum"
         bins: int = Field(32, ge=4, le=512)
@@ -36,6 +39,10 @@ class SpectrumDetector(Detector):
         assign /= assign.sum(axis=0, keepdims=True).clip(min=1.0)
 
         class Spectrum(nn.Module):
+            assign: torch.Tensor
+            mean: torch.Tensor
+            std: torch.Tensor
+
             def __init__(self) -> None:
                 super().__init__()
                 self.register_buffer("assign", torch.from_numpy(assign))

@@ -77,6 +77,7 @@ def train_module(
     rng = np.random.default_rng(params.seed)
     optimizer = torch.optim.Adam(module.parameters(), lr=params.lr)
     loss_fn = torch.nn.BCEWithLogitsLoss()
+    log: list[dict[str, Any]]
     best_auc, best_state, log = -1.0, None, []
     for epoch in range(params.epochs):
         module.train()

@@ -1,4 +1,4 @@
-"""`forgeset validate`: train the baselines on train, select on val, evaluate on test and test_ood.
+"""`forgeset validate`: train the baselines on train, select on val, evaluate on test and the held-out split.
 
 Protocols: per generator / kind / perturbation, a cross-generator matrix (train on one generator's
 fakes with all train reals, test on each generator), robustness per degradation op and level,
@@ -19,8 +19,8 @@ import numpy as np
 from forgeset.detectors.base import Detector, detectors
 from forgeset.detectors.data import CorpusSplit, load_corpus
 from forgeset.detectors.metrics import detection_metrics, localization_scores
-
-REALS_FOR = {"test_ood": "test"}
+from forgeset.manifests.corpus import Corpus
+from forgeset.manifests.layout import HOLDOUT_SPLIT, REALS_FROM
 
 
 def _make(name: str, size: int, epochs: int | None, seed: int, backbone: str | None = None) -> Detector:
@@ -28,7 +28,7 @@ def _make(name: str, size: int, epochs: int | None, seed: int, backbone: str | N
     overrides: dict[str, Any] = {"seed": seed}
     if epochs is not None:
         overrides["epochs"] = epochs
-    if "model" in detector_cls.Params.model_fields:
+    if detector_cls.needs_backbone:
         if not backbone:
             raise ValueError(f"detector {name!r} needs a vision backbone: pass --backbone (Hub id or folder)")
         overrides["model"] = backbone
@@ -64,9 +64,9 @@ def _robustness(split: CorpusSplit, scores: np.ndarray) -> dict[str, Any]:
     curves: dict[str, dict[str, Any]] = defaultdict(dict)
     buckets: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, row in enumerate(split.rows):
-        level = _level(row) if row["perturbation"] else None
-        if level:
-            buckets[level].append(i)
+        bucket = _level(row) if row["perturbation"] else None
+        if bucket:
+            buckets[bucket].append(i)
     for (op, level), index in sorted(buckets.items()):
         labels, predicted = split.labels[index], scores[index] >= 0.5
         curves[op][level] = {"accuracy": round(float((predicted == labels).mean()), 4), "n": len(index)}
@@ -108,7 +108,7 @@ def _cross_generator(
 ) -> dict[str, dict[str, float | None]]:
     """Train `name` on one generator's train fakes (with all train reals); AUC on each generator."""
     train = data["train"]
-    test = data["test"].join(data["test_ood"]) if "test_ood" in data else data["test"]
+    test = data["test"].join(data[HOLDOUT_SPLIT]) if HOLDOUT_SPLIT in data else data["test"]
     generators = sorted({r["generator"] for r in train.rows if r["generator"] and not r["perturbation"]})
     targets = sorted({r["generator"] for r in test.rows if r["generator"] and not r["perturbation"]})
     clean = np.array([not r["perturbation"] for r in test.rows])
@@ -144,28 +144,29 @@ def validate_corpus(
 ) -> dict[str, Any]:
     """Run every protocol; write OUT/validation/metrics.json and checkpoints; return the metrics."""
     for name in names:  # fail before any training, not halfway through
-        if "model" in detectors.get(name).Params.model_fields and not backbone:
+        if detectors.get(name).needs_backbone and not backbone:
             raise ValueError(f"detector {name!r} needs a vision backbone: pass --backbone (Hub id or folder)")
-    data = load_corpus(out_dir)
+    corpus = Corpus.open(out_dir)
+    data = load_corpus(corpus)
     if "train" not in data or "test" not in data:
         raise ValueError("validate needs a train and a test split")
     size = data["train"].images.shape[1]
-    folder = out_dir / "validation"
+    folder = corpus.layout.validation_dir
     results: dict[str, Any] = {"detectors": {}, "checkpoints": {}}
     scores_test: dict[str, np.ndarray] = {}
     for name in names:
         progress(f"training {name}")
         detector = _make(name, size, epochs, seed, backbone)
         log = detector.fit(data["train"], data.get("val"), lambda message, _f, n=name: progress(f"{n}: {message}"))
-        sha = detector.save(folder / "checkpoints" / f"{name}.safetensors")
-        results["checkpoints"][name] = {"path": f"validation/checkpoints/{name}.safetensors", "sha256": sha}
+        sha = detector.save(corpus.layout.checkpoint(name))
+        results["checkpoints"][name] = {"path": corpus.layout.checkpoint_relative(name), "sha256": sha}
         entry: dict[str, Any] = {"training": log}
-        for split_name in ("test", "test_ood"):
+        for split_name in ("test", HOLDOUT_SPLIT):
             if split_name not in data:
                 continue
             split = data[split_name]
-            if split_name in REALS_FOR:
-                reals = data[REALS_FOR[split_name]]
+            if split_name in REALS_FROM:
+                reals = data[REALS_FROM[split_name]]
                 split = split.join(reals.subset(reals.labels == 0))
             scores = detector.scores(split.images)
             entry[split_name] = detection_metrics(split.labels, scores)
@@ -176,7 +177,8 @@ def validate_corpus(
                 entry["per_kind"] = _grouped(split, scores, "kind")
                 entry["per_perturbation"] = _grouped(split, scores, "perturbation")
                 entry["robustness"] = _robustness(split, scores)
-                inpainted = np.array([r["kind"] == "inpaint" for r in split.rows])
+                # Localized edits are the samples with a non-empty mask (mask_area is -1 without one).
+                inpainted = np.array([r["mask_area"] > 0 for r in split.rows])
                 maps = detector.localize(split.images[inpainted]) if inpainted.any() else None
                 if maps is not None:
                     entry["localization"] = localization_scores(maps, split.masks[inpainted])
@@ -188,5 +190,5 @@ def validate_corpus(
     }
     results["attacks"] = _attacks(data["test"], scores_test)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "metrics.json").write_text(json.dumps(results, indent=2) + "\n")
+    corpus.layout.metrics.write_text(json.dumps(results, indent=2) + "\n")
     return results

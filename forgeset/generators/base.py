@@ -13,9 +13,11 @@ import numpy as np
 from pydantic import Field
 
 from forgeset.builders.prompts import prompt_sources
-from forgeset.builders.sources.base import NAME_PATTERN, slug
-from forgeset.registry import Registry
-from forgeset.strict_model import StrictModel
+from forgeset.core.naming import NAME_PATTERN, slug
+from forgeset.core.registry import Registry
+from forgeset.core.rejection import SampleRejected
+from forgeset.core.strict_model import StrictModel
+from forgeset.manifests.schema import StageRecipe
 
 
 class GeneratorParams(StrictModel):
@@ -53,26 +55,47 @@ class GenerationJob:
 
 
 class Stage(ABC):
-    """A model-holding stage: `setup()` loads weights on the worker, never `__init__`."""
+    """A model-holding stage: `setup()` loads weights on the worker, never `__init__`.
+
+    Its traits are class attributes, read by the spec, planner, card and validate, so that no
+    generic module names a stage type: `kind` (the manifest's kind of its samples), `needs_prompts`,
+    `localized` (it edits a region: the corpus then carries KEY.mask.png), and `strengths()` (the
+    strengths one parent fans out over).
+    """
 
     Params: ClassVar[type[GeneratorParams]]
+    kind: ClassVar[str]
+    needs_prompts: ClassVar[bool] = False
+    localized: ClassVar[bool] = False
 
     def __init__(self, params: GeneratorParams, base_dir: Path, image_size: int) -> None:
         self.params = params
         self.base_dir = base_dir
         self.size = params.size or image_size
 
+    @classmethod
+    def strengths(cls, params: GeneratorParams) -> list[float | None]:
+        """The strengths each input is made at (one sample each); [None] when the stage has none."""
+        return [None]
+
+    @classmethod
+    def size_multiple(cls, params: GeneratorParams) -> int:
+        """The corpus size must be a multiple of this (8 for latent-diffusion models)."""
+        return 8
+
     @abstractmethod
     def setup(self) -> None:
         """Load the model; called once on the worker that runs this stage."""
 
     @abstractmethod
-    def provenance(self) -> dict[str, Any]:
-        """Per-sample recipe fields shared by every image of this stage (model, revision...)."""
+    def recipe(self) -> StageRecipe:
+        """What this stage used (model, revision, scheduler, dtype, device...), recorded per sample."""
 
 
 class Generator(Stage):
     """Turns jobs (seed, prompt) into new images."""
+
+    needs_prompts = True
 
     @abstractmethod
     def generate(self, jobs: list[GenerationJob]) -> list[np.ndarray]:
@@ -95,11 +118,13 @@ def local_model_revision(folder: Path) -> str:
 
 @dataclass
 class StageOutput:
-    """One produced image plus what only this sample knows (mask, strength, fidelity, ops)."""
+    """One produced image plus what only this sample knows (mask, strength, fidelity to its parent, ops)."""
 
     pixels: np.ndarray
     mask: np.ndarray | None = None
-    facts: dict[str, Any] = field(default_factory=dict)
+    strength: float | None = None
+    psnr: float | None = None
+    ssim: float | None = None
     ops: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -128,14 +153,6 @@ class ParentImage:
     annotation: Any = None
 
 
-@dataclass(frozen=True)
-class SampleRejected:
-    """A planned sample that cannot be made (e.g. no mask fits); recorded in rejects.parquet."""
-
-    reason: str
-    detail: str = ""
-
-
 class Manipulator(Stage):
     """A model-holding stage whose inputs are real parents at the corpus size."""
 
@@ -145,6 +162,20 @@ class Manipulator(Stage):
 
 
 manipulators: Registry = Registry("manipulation")
+
+
+def stage_class(params: GeneratorParams) -> type[Stage]:
+    """The registered generator or manipulation class of a spec entry."""
+    registry = manipulators if params.type in manipulators.names() else generators
+    return registry.get(params.type)
+
+
+def runtime_versions() -> dict[str, str]:
+    """The diffusers and torch versions a stage ran with (recorded per sample)."""
+    import diffusers
+    import torch
+
+    return {"diffusers_version": diffusers.__version__, "torch_version": torch.__version__}
 
 
 def torch_device_and_dtype(device: str, dtype: str) -> tuple[str, str]:
@@ -178,7 +209,9 @@ def quiet_diffusers() -> None:
     import transformers
 
     diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
 
 
 def to_uint8(images: np.ndarray) -> list[np.ndarray]:

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 BUILTIN_PREFIX = "builtin:"
 _WEIGHT_SEED = 0
@@ -42,7 +42,20 @@ _VAE = {
     "norm_num_groups": 8,
     "sample_size": 128,
 }
-_TEXT = {
+
+
+class _TextConfig(TypedDict):
+    """The `CLIPTextConfig` keyword arguments of the tiny text encoder."""
+
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    vocab_size: int
+    max_position_embeddings: int
+
+
+_TEXT: _TextConfig = {
     "hidden_size": 32,
     "intermediate_size": 37,
     "num_hidden_layers": 2,

@@ -13,20 +13,23 @@ import cv2
 import numpy as np
 from pydantic import Field, model_validator
 
-from forgeset.annotate.masks import MaskContext, MaskRejected, area_fraction, mask_generators
+from forgeset.core.rejection import SampleRejected
 from forgeset.generators.base import (
+    GeneratorParams,
     ManipulationJob,
     Manipulator,
     ManipulatorParams,
     ParentImage,
-    SampleRejected,
     StageOutput,
     manipulators,
     quiet_diffusers,
     resolve_model,
+    runtime_versions,
     to_uint8,
     torch_device_and_dtype,
 )
+from forgeset.generators.masks import MaskContext, mask_generators
+from forgeset.manifests.schema import StageRecipe
 
 OPENCV_METHODS = {"opencv:telea": cv2.INPAINT_TELEA, "opencv:ns": cv2.INPAINT_NS}
 
@@ -34,6 +37,9 @@ OPENCV_METHODS = {"opencv:telea": cv2.INPAINT_TELEA, "opencv:ns": cv2.INPAINT_NS
 @manipulators.register("inpaint")
 class InpaintStage(Manipulator):
     """Draws a mask per sample from its seed, edits inside it, and returns image and mask."""
+
+    kind = "inpaint"
+    localized = True
 
     class Params(ManipulatorParams):
         type: Literal["inpaint"] = "inpaint"
@@ -57,10 +63,18 @@ class InpaintStage(Manipulator):
 
     params: Params
 
+    @classmethod
+    def size_multiple(cls, params: GeneratorParams) -> int:
+        """OpenCV inpaints at any size; diffusion inpainting needs multiples of 8."""
+        return 1 if params.model in OPENCV_METHODS else 8
+
     def __init__(self, params: ManipulatorParams, base_dir: Path, image_size: int) -> None:
         super().__init__(params, base_dir, image_size)
         self.pipe: Any = None
-        self._device, self._dtype, self._revision = "cpu", "uint8", None
+        self._device: str = "cpu"
+        self._dtype: str = "uint8"
+        self._revision: str | None = None
+        self._gen_size: int | None = None
 
     @property
     def classical(self) -> bool:
@@ -89,14 +103,16 @@ class InpaintStage(Manipulator):
         if self.pipe is None and not self.classical:
             self.setup()
         generator = mask_generators.get(self.params.mask.type)(self.params.mask)
+        if parents:  # edits happen at the parents' size (the corpus size)
+            self._gen_size = int(parents[0].pixels.shape[0])
         results: list[StageOutput | SampleRejected | None] = [None] * len(jobs)
         ready: list[tuple[int, np.ndarray]] = []
         for index, (job, parent) in enumerate(zip(jobs, parents, strict=True)):
             context = MaskContext(parent.pixels.shape[0], parent.pixels.shape[1], parent.annotation)
             try:
                 ready.append((index, generator.make(np.random.default_rng(job.seed), context)))
-            except MaskRejected as err:
-                results[index] = SampleRejected("no usable mask", str(err))
+            except SampleRejected as rejected:
+                results[index] = rejected
         if not ready:
             return results  # type: ignore[return-value]
         chosen = [jobs[i] for i, _ in ready]
@@ -116,7 +132,7 @@ class InpaintStage(Manipulator):
             results[index] = StageOutput(
                 pixels=np.ascontiguousarray(image),
                 mask=mask,
-                facts={"mask_area": round(area_fraction(mask), 6), "strength": self.params.strength},
+                strength=self.params.strength,
                 ops=[{"op": "inpaint", "params": op}],
             )
         return results  # type: ignore[return-value]  # every slot is filled by now
@@ -143,17 +159,23 @@ class InpaintStage(Manipulator):
             )
         return to_uint8(result.images)
 
-    def provenance(self) -> dict[str, Any]:
-        recipe: dict[str, Any] = {"model": self.params.model, "revision": self._revision, "dtype": self._dtype}
-        if not self.classical:
-            import diffusers
-            import torch
-
-            recipe.update(
-                scheduler=type(self.pipe.scheduler).__name__ if self.pipe is not None else None,
-                steps=self.params.steps,
-                guidance=float(self.params.guidance),
-                diffusers_version=diffusers.__version__,
-                torch_version=torch.__version__,
+    def recipe(self) -> StageRecipe:
+        if self.classical:
+            return StageRecipe(
+                model=self.params.model,
+                revision=self._revision,
+                dtype=self._dtype,
+                device="cpu",
+                gen_size=self._gen_size,
             )
-        return recipe
+        return StageRecipe(
+            model=self.params.model,
+            revision=self._revision,
+            scheduler=type(self.pipe.scheduler).__name__ if self.pipe is not None else None,
+            steps=self.params.steps,
+            guidance=float(self.params.guidance),
+            dtype=self._dtype,
+            device=self._device,
+            gen_size=self._gen_size,
+            **runtime_versions(),
+        )

@@ -8,27 +8,37 @@ strength, since the laundering study left strength > 0 unexplored.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 from pydantic import Field, model_validator
 
+from forgeset.core.rejection import SampleRejected
 from forgeset.generators.base import (
+    GeneratorParams,
     ManipulationJob,
     Manipulator,
     ManipulatorParams,
     ParentImage,
-    SampleRejected,
     StageOutput,
     manipulators,
     quiet_diffusers,
     resolve_model,
+    runtime_versions,
     to_uint8,
     torch_device_and_dtype,
 )
+from forgeset.manifests.schema import StageRecipe
 
 
-def fidelity(parent: np.ndarray, image: np.ndarray) -> dict[str, float]:
+class Fidelity(TypedDict):
+    """`fidelity`'s result, the `psnr`/`ssim` keyword arguments of `StageOutput`."""
+
+    psnr: float
+    ssim: float
+
+
+def fidelity(parent: np.ndarray, image: np.ndarray) -> Fidelity:
     """PSNR (dB, capped at 100 for identical images) and SSIM of `image` against its parent."""
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
@@ -43,6 +53,8 @@ def fidelity(parent: np.ndarray, image: np.ndarray) -> dict[str, float]:
 @manipulators.register("launder")
 class LaunderStage(Manipulator):
     """VAE round trip or img2img sweep of real parents."""
+
+    kind = "launder"
 
     class Params(ManipulatorParams):
         type: Literal["launder"] = "launder"
@@ -62,10 +74,20 @@ class LaunderStage(Manipulator):
 
     params: Params
 
+    @classmethod
+    def strengths(cls, params: GeneratorParams) -> list[float | None]:
+        """img2img makes one sample per strength; the VAE round trip has no strength."""
+        if isinstance(params, LaunderStage.Params) and params.mode == "img2img":
+            return list(params.strengths)
+        return [None]
+
     def __init__(self, params: ManipulatorParams, base_dir: Path, image_size: int) -> None:
         super().__init__(params, base_dir, image_size)
         self.model: Any = None
-        self._device, self._dtype, self._revision = "cpu", "float32", None
+        self._device: str = "cpu"
+        self._dtype: str = "float32"
+        self._revision: str | None = None
+        self._gen_size: int | None = None
 
     def setup(self) -> None:
         import torch
@@ -95,14 +117,17 @@ class LaunderStage(Manipulator):
         if self.model is None:
             self.setup()
         parents = [parent.pixels for parent in parent_images]
+        if parents:  # re-synthesis happens at the parents' size (the corpus size)
+            self._gen_size = int(parents[0].shape[0])
         images = self._round_trip(parents) if self.params.mode == "vae" else self._img2img(jobs, parents)
-        outputs = []
+        outputs: list[StageOutput | SampleRejected] = []
         for job, parent, image in zip(jobs, parents, images, strict=True):
             strength = None if self.params.mode == "vae" else job.strength
             outputs.append(
                 StageOutput(
                     pixels=image,
-                    facts={"strength": strength, **fidelity(parent, image)},
+                    strength=strength,
+                    **fidelity(parent, image),
                     ops=[
                         {
                             "op": "launder",
@@ -135,7 +160,7 @@ class LaunderStage(Manipulator):
         # diffusers takes one strength per call: run each strength's jobs together, keep job order.
         by_strength: dict[float, list[int]] = {}
         for index, job in enumerate(jobs):
-            by_strength.setdefault(float(job.strength), []).append(index)
+            by_strength.setdefault(float(job.strength or 0.0), []).append(index)
         results: dict[int, np.ndarray] = {}
         for strength, indices in by_strength.items():
             with torch.inference_mode():
@@ -151,21 +176,16 @@ class LaunderStage(Manipulator):
             results.update(zip(indices, to_uint8(images), strict=True))
         return [results[i] for i in range(len(jobs))]
 
-    def provenance(self) -> dict[str, Any]:
-        import diffusers
-        import torch
-
-        recipe: dict[str, Any] = {
-            "model": self.params.model + (f"/{self.params.subfolder}" if self.params.subfolder else ""),
-            "revision": self._revision,
-            "dtype": self._dtype,
-            "diffusers_version": diffusers.__version__,
-            "torch_version": torch.__version__,
-        }
-        if self.params.mode == "img2img":
-            recipe.update(
-                steps=self.params.steps,
-                guidance=float(self.params.guidance),
-                scheduler=type(self.model.scheduler).__name__ if self.model is not None else None,
-            )
-        return recipe
+    def recipe(self) -> StageRecipe:
+        img2img = self.params.mode == "img2img"
+        return StageRecipe(
+            model=self.params.model + (f"/{self.params.subfolder}" if self.params.subfolder else ""),
+            revision=self._revision,
+            scheduler=type(self.model.scheduler).__name__ if img2img and self.model is not None else None,
+            steps=self.params.steps if img2img else None,
+            guidance=float(self.params.guidance) if img2img else None,
+            dtype=self._dtype,
+            device=self._device,
+            gen_size=self._gen_size,
+            **runtime_versions(),
+        )

@@ -15,9 +15,11 @@ from forgeset.generators.base import (
     generators,
     quiet_diffusers,
     resolve_model,
+    runtime_versions,
     to_uint8,
     torch_device_and_dtype,
 )
+from forgeset.manifests.schema import StageRecipe
 
 # Scheduler names a spec may use -> diffusers class name (swapped in with from_config).
 SCHEDULERS = {
@@ -47,6 +49,8 @@ def hub_commit(model: str, revision: str | None) -> str | None:
 @generators.register("text2image")
 class DiffusersText2Image(Generator):
     """A text-to-image pipeline loaded with use_safetensors=True; each sample has its own seed."""
+
+    kind = "text2image"
 
     class Params(GeneratorParams):
         type: Literal["text2image"] = "text2image"
@@ -105,20 +109,16 @@ class DiffusersText2Image(Generator):
             )
         return to_uint8(result.images)
 
-    def provenance(self) -> dict[str, Any]:
-        import diffusers
-        import torch
-
+    def recipe(self) -> StageRecipe:
         scheduler = type(self.pipe.scheduler).__name__ if self.pipe is not None else None
-        return {
-            "model": self.params.model,
-            "revision": self._revision,
-            "scheduler": scheduler,
-            "steps": self.params.steps,
-            "guidance": float(self.params.guidance),
-            "dtype": self._dtype,
-            "device": self._device,
-            "diffusers_version": diffusers.__version__,
-            "torch_version": torch.__version__,
-            "gen_size": self.size,
-        }
+        return StageRecipe(
+            model=self.params.model,
+            revision=self._revision,
+            scheduler=scheduler,
+            steps=self.params.steps,
+            guidance=float(self.params.guidance),
+            dtype=self._dtype,
+            device=self._device,
+            gen_size=self.size,
+            **runtime_versions(),
+        )

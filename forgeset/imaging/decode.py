@@ -1,6 +1,6 @@
 """Decode untrusted image bytes into 8-bit RGB, or refuse them with a reason.
 
-Every refusal raises `ImageRejected`; the shard builder turns it into a row of rejects.parquet, so
+Every refusal raises `SampleRejected`; the shard builder turns it into a row of rejects.parquet, so
 one bad file never aborts a shard.
 """
 
@@ -13,17 +13,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageOps
 
+from forgeset.core.rejection import SampleRejected
+
 # Formats an input may be in; anything else (PDF, EPS, SVG, ...) is refused before parsing.
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "TIFF", "BMP", "GIF")
-
-
-class ImageRejected(Exception):
-    """An input that cannot become a sample; `reason` is short and stable (used in tests)."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass
@@ -53,25 +46,25 @@ def _to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
 def decode_image(data: bytes, max_pixels: int, background: tuple[int, int, int]) -> DecodedImage:
     """Decode `data` to RGB uint8: EXIF orientation applied, metadata dropped, alpha flattened."""
     if not data:
-        raise ImageRejected("empty file")
+        raise SampleRejected("empty file")
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
         except Image.UnidentifiedImageError:
-            raise ImageRejected("not an image", "no allowlisted format recognised the bytes") from None
+            raise SampleRejected("not an image", "no allowlisted format recognised the bytes") from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-            raise ImageRejected("too many pixels", str(err)) from None
+            raise SampleRejected("too many pixels", str(err)) from None
         width, height = image.size
         if width * height > max_pixels:
-            raise ImageRejected("too many pixels", f"{width}x{height} exceeds max_pixels={max_pixels}")
+            raise SampleRejected("too many pixels", f"{width}x{height} exceeds max_pixels={max_pixels}")
         if width == 0 or height == 0:
-            raise ImageRejected("empty image", f"{width}x{height}")
+            raise SampleRejected("empty image", f"{width}x{height}")
         source_format, source_mode = image.format or "unknown", image.mode
         try:
             image.load()
         except (OSError, SyntaxError, ValueError) as err:
-            raise ImageRejected("truncated or corrupt", str(err)) from None
+            raise SampleRejected("truncated or corrupt", str(err)) from None
     ops: list[dict] = []
     oriented = ImageOps.exif_transpose(image)
     orientation = image.getexif().get(0x0112, 1)

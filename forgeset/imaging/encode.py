@@ -19,7 +19,7 @@ def encode_image(pixels: np.ndarray, policy: ImagePolicy) -> bytes:
     """
     buffer = io.BytesIO()
     image = Image.fromarray(np.ascontiguousarray(pixels))
-    if policy.format == "png":
+    if policy.lossless:
         image.save(buffer, format="PNG", compress_level=policy.png_compression, optimize=False)
     else:
         image.save(buffer, format="JPEG", quality=policy.jpeg_quality, subsampling="4:4:4", optimize=False)

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from forgeset.strict_model import StrictModel
+from forgeset.core.strict_model import StrictModel
 
 
 class PolicyOverride(StrictModel):
@@ -56,16 +56,16 @@ class ImagePolicy(StrictModel):
         changes = {k: v for k, v in override.model_dump().items() if v is not None}
         return self.model_copy(update={**changes, "per_label": {}})
 
-    def extensions(self) -> list[str]:
-        """Every image member extension this policy can write."""
-        return sorted({self.for_label(label).extension for label in ("real", "fake")})
+    def formats(self) -> list[str]:
+        """Every format this policy writes (one unless a label overrides it), sorted."""
+        return sorted({self.for_label(label).format for label in ("real", "fake")})
 
     @property
-    def extension(self) -> str:
-        """The WebDataset member extension of the image."""
-        return "png" if self.format == "png" else "jpg"
+    def lossless(self) -> bool:
+        """Whether the format keeps every pixel (PNG), as forensic corpora should."""
+        return self.format == "png"
 
     @property
     def quality(self) -> int:
         """The encoder setting recorded per sample: PNG level or JPEG quality."""
-        return self.png_compression if self.format == "png" else self.jpeg_quality
+        return self.png_compression if self.lossless else self.jpeg_quality

@@ -6,22 +6,21 @@ differ in anything but content (format, size, file size)?
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 
-from forgeset.manifests.index import INDEX_NAME, MANIFEST_NAME, REJECTS_NAME
+from forgeset.manifests.corpus import Corpus, CorpusError
 
 QUANTILES = (0.05, 0.5, 0.95)
 
 
 def audit_corpus(out_dir: Path) -> dict[str, Any]:
     """Counts (from index.json), per-label format/size facts and reject reasons."""
-    index = json.loads((out_dir / INDEX_NAME).read_text())
-    manifest = pq.read_table(out_dir / MANIFEST_NAME).to_pandas()
+    corpus = Corpus.open(out_dir)
+    manifest = corpus.table.to_pandas()
     per_label: dict[str, Any] = {}
     for label, rows in manifest.groupby("label", sort=True):
         sizes = rows["bytes"].to_numpy()
@@ -34,17 +33,20 @@ def audit_corpus(out_dir: Path) -> dict[str, Any]:
             "height": [int(rows["height"].min()), int(rows["height"].max())],
             "file_bytes": {f"p{int(q * 100)}": int(np.quantile(sizes, q)) for q in QUANTILES},
         }
-    rejects_path = out_dir / REJECTS_NAME
+    rejects_path = corpus.layout.rejects
     reasons: dict[str, int] = {}
     if rejects_path.exists():
-        rejects = pq.read_table(rejects_path).to_pandas()
+        try:
+            rejects = pq.read_table(rejects_path, columns=["reason"]).to_pandas()
+        except Exception as err:  # a damaged rejects file must not hide the rest of the report
+            raise CorpusError(f"{rejects_path}: not a readable rejects table ({type(err).__name__})") from None
         reasons = {str(k): int(v) for k, v in rejects.groupby("reason").size().items()}
     return {
-        "name": index["name"],
-        "samples": index["samples"],
-        "counts": index["counts"],
+        "name": corpus.name,
+        "samples": corpus.index.samples,
+        "counts": corpus.index.counts,
         "audit": per_label,
         "rejects": reasons,
-        "leakage": index.get("leakage"),
-        "bias_probe": index.get("bias_probe"),
+        "leakage": corpus.index.leakage,
+        "bias_probe": corpus.index.bias_probe,
     }

@@ -14,12 +14,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from forgeset.manifests.bias_probe import bias_probe, leakage
+from forgeset.manifests.layout import Layout
 from forgeset.manifests.schema import FORMAT_VERSION, MANIFEST_SCHEMA, REJECTS_SCHEMA
+from forgeset.manifests.shard_writer import read_marker
 
-INDEX_NAME = "index.json"
-MANIFEST_NAME = "manifest.parquet"
-REJECTS_NAME = "rejects.parquet"
-RESOLVED_SPEC_NAME = "spec.resolved.yaml"
 _LIBRARIES = (
     "forgeset",
     "torch",
@@ -80,23 +78,20 @@ def finalize(
 ) -> dict[str, Any]:
     """Concatenate per-shard rows in plan order and write the index; returns the index dict."""
     shards, row_tables, reject_tables = [], [], []
+    paths = Layout(out_dir)
     for split, state in shard_states:
-        marker = json.loads(state.with_suffix(".done.json").read_text())
+        marker = read_marker(state)
+        if marker is None:
+            raise FileNotFoundError(f"{Layout.marker_file(state)} is missing: shard not finished")
         shards.append(
-            {
-                "path": marker["path"],
-                "split": split,
-                "count": marker["count"],
-                "bytes": marker["bytes"],
-                "sha256": marker["sha256"],
-            }
+            {"path": marker.path, "split": split, "count": marker.count, "bytes": marker.bytes, "sha256": marker.sha256}
         )
-        row_tables.append(pq.read_table(state.with_suffix(".rows.parquet"), schema=MANIFEST_SCHEMA))
-        reject_tables.append(pq.read_table(state.with_suffix(".rejects.parquet"), schema=REJECTS_SCHEMA))
+        row_tables.append(pq.read_table(Layout.rows_file(state), schema=MANIFEST_SCHEMA))
+        reject_tables.append(pq.read_table(Layout.rejects_file(state), schema=REJECTS_SCHEMA))
     manifest = pa.concat_tables(row_tables) if row_tables else MANIFEST_SCHEMA.empty_table()
     rejects = pa.concat_tables(reject_tables) if reject_tables else REJECTS_SCHEMA.empty_table()
-    pq.write_table(manifest, out_dir / MANIFEST_NAME)
-    pq.write_table(rejects, out_dir / REJECTS_NAME)
+    pq.write_table(manifest, paths.manifest)
+    pq.write_table(rejects, paths.rejects)
     rows = manifest.select(
         ["key", "split", "label", "parent_key", "sha256", "width", "height", "bytes", "format", "quality"]
     ).to_pylist()
@@ -116,5 +111,5 @@ def finalize(
     }
     if derived_from:
         index["derived_from"] = derived_from
-    write_atomically(out_dir / INDEX_NAME, json.dumps(index, indent=2, sort_keys=False) + "\n")
+    write_atomically(paths.index, json.dumps(index, indent=2, sort_keys=False) + "\n")
     return index

@@ -9,14 +9,31 @@ So KEY.json holds no nulls: strings that do not apply are "", numbers that do no
 
 from __future__ import annotations
 
+import builtins
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import Field, asdict, dataclass, fields
 from typing import Any
 
 import pyarrow as pa
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 LABELS = {"real": 0, "fake": 1}
+
+
+@dataclass(frozen=True)
+class StageRecipe:
+    """What a model-holding stage used, shared by every sample it makes; recorded in each row."""
+
+    model: str | None = None
+    revision: str | None = None
+    scheduler: str | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    dtype: str | None = None
+    device: str | None = None
+    gen_size: int | None = None
+    diffusers_version: str | None = None
+    torch_version: str | None = None
 
 
 @dataclass
@@ -40,10 +57,13 @@ class SampleRecord:
     steps: int | None
     guidance: float | None
     dtype: str | None
+    device: str | None
+    gen_size: int | None
     diffusers_version: str | None
     torch_version: str | None
     parent_key: str | None
     perturbation: str | None
+    perturb_seeds: str | None
     strength: float | None
     mask_area: float | None
     psnr: float | None
@@ -57,13 +77,20 @@ class SampleRecord:
     bytes: int
     shard: str
 
-    def member_json(self) -> bytes:
+    def member_json(self) -> builtins.bytes:
         """KEY.json: every field but `shard`, typed sentinels instead of nulls (see module doc)."""
         return json.dumps(member_fields(asdict(self)), sort_keys=True, ensure_ascii=False).encode("utf-8")
 
-    def member_cls(self) -> bytes:
+    def member_cls(self) -> builtins.bytes:
         """KEY.cls: 0 for real, 1 for fake."""
         return str(LABELS[self.label]).encode()
+
+
+def _annotation(field: Field[Any]) -> str:
+    """A field's annotation as written: a string, since this module postpones annotations."""
+    if not isinstance(field.type, str):
+        raise TypeError(f"field {field.name!r} has a non-string annotation {field.type!r}")
+    return field.type
 
 
 _ARROW_TYPES = {
@@ -74,12 +101,12 @@ _ARROW_TYPES = {
     "str": pa.string(),
 }
 MANIFEST_SCHEMA = pa.schema(
-    [pa.field(f.name, _ARROW_TYPES[f.type], nullable="None" in f.type) for f in fields(SampleRecord)]
+    [pa.field(f.name, _ARROW_TYPES[_annotation(f)], nullable="None" in _annotation(f)) for f in fields(SampleRecord)]
 )
 _SENTINELS = {
-    f.name: ("" if "str" in f.type else -1.0 if "float" in f.type else -1)
+    f.name: ("" if "str" in _annotation(f) else -1.0 if "float" in _annotation(f) else -1)
     for f in fields(SampleRecord)
-    if "None" in f.type
+    if "None" in _annotation(f)
 }
 
 

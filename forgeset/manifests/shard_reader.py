@@ -17,7 +17,10 @@ def read_members(path: Path) -> Iterator[tuple[str, str, bytes]]:
             if not member.isfile():
                 raise tarfile.TarError(f"member {member.name!r} is not a regular file")
             key, _, ext = member.name.partition(".")
-            yield key, ext, archive.extractfile(member).read()
+            file = archive.extractfile(member)
+            if file is None:
+                raise tarfile.TarError(f"member {member.name!r} is not a regular file")
+            yield key, ext, file.read()
 
 
 def read_samples(path: Path) -> dict[str, dict[str, bytes]]:

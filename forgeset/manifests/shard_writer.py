@@ -1,13 +1,24 @@
-"""Write one shard as a byte-reproducible WebDataset tar: temp name first, then an atomic rename."""
+"""Write one shard: a byte-reproducible WebDataset tar, its manifest rows, its rejects, its done-marker.
+
+The tar is written under a temporary name and renamed; the rows and rejects follow; the marker
+is written last, so its presence means the shard is finished. `build` and `filter` both write
+through `ShardWriter.finish`.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
+import pyarrow.parquet as pq
 import webdataset as wds
+
+from forgeset.manifests.layout import Layout, shard_path
+from forgeset.manifests.schema import MANIFEST_SCHEMA, REJECTS_SCHEMA, RejectRecord, SampleRecord, records_table
 
 # Fixed tar header fields: the same samples always give the same bytes.
 TAR_MTIME = 0
@@ -35,12 +46,32 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-class ShardWriter:
-    """Writes samples (dicts of member extension -> bytes, plus `__key__`) in key order."""
+@dataclass(frozen=True)
+class ShardMarker:
+    """The done-marker of a shard: what the index records, plus how many inputs were refused."""
 
-    def __init__(self, out_dir: Path, relative_path: str) -> None:
+    path: str
+    count: int
+    bytes: int
+    sha256: str
+    rejects: int
+
+
+def read_marker(state: Path) -> ShardMarker | None:
+    """The done-marker of the shard whose state stem is `state`, or None if it is not finished."""
+    marker = Layout.marker_file(state)
+    if not marker.exists():
+        return None
+    return ShardMarker(**json.loads(marker.read_text()))
+
+
+class ShardWriter:
+    """Writes the shard `split`/`index` of the corpus in `out_dir`: samples in key order, then its state."""
+
+    def __init__(self, out_dir: Path, split: str, index: int) -> None:
         self.out_dir = out_dir
-        self.relative_path = relative_path
+        self.relative_path = shard_path(split, index)
+        self.state = Layout(out_dir).shard_state(split, index)
 
     def write(self, samples: list[dict[str, bytes | str]]) -> ShardStats:
         """Write all samples to PATH.PID.tmp, fsync, rename to PATH; return count, size and hash."""
@@ -60,3 +91,19 @@ class ShardWriter:
             os.fsync(handle.fileno())
         os.replace(temporary, final)
         return ShardStats(self.relative_path, len(ordered), final.stat().st_size, file_sha256(final))
+
+    def finish(
+        self, samples: list[dict[str, Any]], records: list[SampleRecord], rejects: list[RejectRecord]
+    ) -> ShardMarker:
+        """Write the tar, then the rows and rejects, then the done-marker (last)."""
+        stats = self.write(samples)
+        self.state.parent.mkdir(parents=True, exist_ok=True)
+        rows = records_table(sorted(records, key=lambda r: r.key), MANIFEST_SCHEMA)
+        pq.write_table(rows, Layout.rows_file(self.state))
+        pq.write_table(records_table(rejects, REJECTS_SCHEMA), Layout.rejects_file(self.state))
+        marker = ShardMarker(stats.path, stats.count, stats.bytes, stats.sha256, len(rejects))
+        final = Layout.marker_file(self.state)
+        temporary = final.with_suffix(".tmp")
+        temporary.write_text(json.dumps(asdict(marker), sort_keys=True))
+        temporary.replace(final)
+        return marker

@@ -17,8 +17,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from forgeset.builders.sources.base import NAME_PATTERN
-from forgeset.strict_model import StrictModel
+from forgeset.core.naming import NAME_PATTERN
+from forgeset.core.strict_model import StrictModel
 
 ATTACK_PRESETS: dict[str, dict[str, Any]] = {
     "raid": {

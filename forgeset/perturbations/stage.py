@@ -7,10 +7,10 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from forgeset.builders.sources.base import NAME_PATTERN
+from forgeset.core.naming import NAME_PATTERN
+from forgeset.core.strict_model import StrictModel
 from forgeset.perturbations.ops import perturb_ops
 from forgeset.perturbations.presets import PRESETS
-from forgeset.strict_model import StrictModel
 
 
 class PerturbStageParams(StrictModel):

@@ -18,11 +18,7 @@ from typer.testing import CliRunner
 
 from forgeset.annotate.curation import filter_corpus, import_corpus, sync_curation
 from forgeset.cli import app
-from tests.conftest import chromium_flags, tiny_spec
-
-
-def _rows(out: Path) -> dict[str, dict]:
-    return {row["key"]: row for row in pq.read_table(out / "manifest.parquet").to_pylist()}
+from tests.conftest import chromium_flags, manifest_rows, tiny_spec
 
 
 @pytest.fixture
@@ -36,7 +32,7 @@ def test_import_matches_the_manifest_and_reimport_does_not_duplicate(corpus: Pat
     result = CliRunner().invoke(app, ["curate", str(corpus), "--name", "t-import"])
     assert result.exit_code == 0, result.output
     dataset = fo.load_dataset("t-import")
-    rows = _rows(corpus)
+    rows = manifest_rows(corpus)
     assert len(dataset) == len(rows) == 28
     for key, label, split, tags in zip(
         dataset.values("key"),
@@ -62,7 +58,7 @@ def test_masks_and_detector_predictions_are_imported(forensics_mix: Path, valida
     out = tmp_path / "mix"
     shutil.copytree(forensics_mix, out, ignore=shutil.ignore_patterns("media"))
     dataset = import_corpus(out, "t-mix")
-    rows = _rows(out)
+    rows = manifest_rows(out)
     with tarfile.open(sorted(out.glob("train/*.tar"))[0]) as archive:
         masks = {m.name.split(".")[0]: archive.extractfile(m).read() for m in archive if m.name.endswith(".mask.png")}
     key = next(k for k in masks if rows[k]["kind"] == "inpaint")
@@ -128,7 +124,7 @@ def test_exclude_two_sync_filter_and_verify(corpus: Path, tmp_path: Path) -> Non
     result = CliRunner().invoke(app, ["filter", str(corpus), "--out", str(target)])
     assert result.exit_code == 0, result.output
     assert CliRunner().invoke(app, ["verify", str(target)]).exit_code == 0
-    rows = _rows(target)
+    rows = manifest_rows(target)
     assert len(rows) == 26 and not set(victims.values("key")) & set(rows)
     flipped = rows[relabeled.key]
     assert flipped["label"] != relabeled.ground_truth.label
@@ -147,7 +143,7 @@ def test_exclude_two_sync_filter_and_verify(corpus: Path, tmp_path: Path) -> Non
 def test_filter_with_derivatives_drops_the_lineage(forensics_mix: Path, tmp_path: Path) -> None:
     out = tmp_path / "mix"
     shutil.copytree(forensics_mix, out, ignore=shutil.ignore_patterns("media", "validation"))
-    rows = _rows(out)
+    rows = manifest_rows(out)
     parent = next(r["parent_key"] for r in rows.values() if r["kind"] == "inpaint" and not r["perturbation"])
     lineage = {k for k, r in rows.items() if r["group"] == rows[parent]["group"]}
     assert len(lineage) >= 2

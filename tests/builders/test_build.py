@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 
 from forgeset.builders.build import OutputConflict
 from forgeset.cli import app
-from tests.conftest import HOSTILE_ACCEPTED, HOSTILE_REJECTS, tiny_spec, write_spec
+from forgeset.manifests.layout import Layout
+from tests.conftest import HOSTILE_ACCEPTED, HOSTILE_REJECTS, manifest_rows, tiny_spec, write_spec
 
 
 def shard_hashes(out: Path) -> dict[str, str]:
@@ -27,7 +28,7 @@ def shard_hashes(out: Path) -> dict[str, str]:
 
 def test_output_layout_index_and_manifest(tiny_corpus: Path) -> None:
     index = json.loads((tiny_corpus / "index.json").read_text())
-    assert index["format_version"] == 1 and index["name"] == "tiny"
+    assert index["format_version"] == 2 and index["name"] == "tiny"
     assert index["members"] == ["cls", "json", "png"]
     assert index["counts"]["all"]["label"] == {"fake": 12, "real": 16}
     assert index["samples"] == 28 and index["rejects"] == 0
@@ -36,13 +37,14 @@ def test_output_layout_index_and_manifest(tiny_corpus: Path) -> None:
     from forgeset.builders.spec import load_spec
 
     assert index["spec_sha256"] == load_spec(tiny_corpus.parent / "spec.yaml").spec.sha256()
-    manifest = pq.read_table(tiny_corpus / "manifest.parquet").to_pylist()
+    manifest = list(manifest_rows(tiny_corpus).values())
     assert len(manifest) == 28
     fake = next(row for row in manifest if row["label"] == "fake")
     assert fake["model"] == "builtin:tiny-sd" and fake["revision"].startswith("recipe-")
     assert (fake["steps"], fake["guidance"], fake["scheduler"]) == (2, 3.0, "DDIMScheduler")
     assert fake["prompt"] in {"a photo of a cat", "a photo of a dog", "a photo of a car"}
     assert fake["kind"] == "text2image" and fake["generator"] == "tiny-sd" and fake["seed"] >= 0
+    assert (fake["device"], fake["gen_size"], fake["dtype"]) == ("cpu", 32, "float32")
     real = next(row for row in manifest if row["label"] == "real")
     assert real["source"].startswith("bundled:") and real["license"]
     assert real["model"] is None and real["seed"] is None
@@ -52,12 +54,24 @@ def test_output_layout_index_and_manifest(tiny_corpus: Path) -> None:
     assert not list(tiny_corpus.rglob("*.tmp"))
 
 
-def test_two_builds_and_worker_counts_give_identical_shards(
-    tmp_path: Path, tiny_corpus: Path, build_corpus: Callable[..., Path]
+def test_ray_and_the_local_executor_write_identical_shards(
+    tmp_path: Path, tiny_corpus: Path, build_corpus: Callable[..., Path], ray_session: object
 ) -> None:
-    one_worker = build_corpus(tmp_path / "w1", tiny_spec(), workers=1)
-    assert shard_hashes(one_worker) == shard_hashes(tiny_corpus)
-    assert (one_worker / "manifest.parquet").read_bytes() == (tiny_corpus / "manifest.parquet").read_bytes()
+    from forgeset.builders.executors import RayExecutor
+
+    on_ray = build_corpus(tmp_path / "w1", tiny_spec(), executor=RayExecutor(1))  # tiny_corpus: local executor
+    assert shard_hashes(on_ray) == shard_hashes(tiny_corpus)
+    assert (on_ray / "manifest.parquet").read_bytes() == (tiny_corpus / "manifest.parquet").read_bytes()
+
+
+def test_cli_executor_choice_is_checked(tmp_path: Path) -> None:
+    spec_path = write_spec(tmp_path, tiny_spec())
+    command = ["build", "dataset", "--spec", str(spec_path), "--out", str(tmp_path / "out"), "--executor", "dask"]
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 2 and "--executor must be one of ray, local, got 'dask'" in result.output
+    result = CliRunner().invoke(app, [*command[:-1], "local", "--ray-address", "auto"])
+    assert result.exit_code == 2 and "--ray-address needs --executor ray" in result.output
+    assert not (tmp_path / "out").exists()
 
 
 def test_hostile_folder_gives_rejects_and_normalized_samples(
@@ -73,7 +87,7 @@ def test_hostile_folder_gives_rejects_and_normalized_samples(
     out = build_corpus(tmp_path, spec)
     rejects = {r["ref"]: r for r in pq.read_table(out / "rejects.parquet").to_pylist()}
     assert {ref: r["reason"] for ref, r in rejects.items()} == HOSTILE_REJECTS
-    manifest = pq.read_table(out / "manifest.parquet").to_pylist()
+    manifest = list(manifest_rows(out).values())
     assert sorted(row["source"].removeprefix("mixed:") for row in manifest) == HOSTILE_ACCEPTED
     rotated = next(row for row in manifest if row["source"].endswith("rotated_exif6.jpg"))
     assert [op["op"] for op in json.loads(rotated["ops"])] == ["exif_orientation", "center_crop", "resize"]
@@ -139,7 +153,7 @@ def test_sigkilled_build_resumes_to_the_same_bytes(tmp_path: Path, tiny_corpus: 
     process = subprocess.Popen(
         command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ}
     )
-    markers = out / ".forgeset" / "shards"
+    markers = Layout(out).shard_states
     try:
         _wait_for(lambda: any(markers.glob("*.done.json")), 240, process)
         os.killpg(process.pid, signal.SIGKILL)
@@ -168,7 +182,7 @@ def test_resume_removes_leftovers_of_unfinished_shards(
     out = tmp_path / "out"
     shutil.copytree(tiny_corpus, out)
     (out / "index.json").unlink()
-    (out / ".forgeset" / "shards" / "train-00001.done.json").unlink()  # as if killed before the marker
+    Layout.marker_file(Layout(out).shard_state("train", 1)).unlink()  # as if killed before the marker
     (out / "train" / "00002.tar.tmp").write_bytes(b"half a tar")
     (out / "train" / "00003.tar").write_bytes(b"tampered")  # marker says otherwise: rebuilt
     build_corpus(tmp_path, tiny_spec())
@@ -201,11 +215,12 @@ def test_replace_mode_degrades_samples_in_place(tmp_path: Path, build_corpus: Ca
         }
     ]
     out = build_corpus(tmp_path, tiny_spec(perturb=perturb))
-    rows = pq.read_table(out / "manifest.parquet").to_pylist()
+    rows = list(manifest_rows(out).values())
     assert len(rows) == 28  # no new samples
     for row in rows:
         ops = [op["op"] for op in json.loads(row["ops"])]
         if row["label"] == "real":
             assert row["perturbation"] == "blur" and "gaussian_blur" in ops and row["parent_key"] is None
+            assert row["perturb_seeds"] is not None and int(row["perturb_seeds"]) >= 0
         else:
             assert row["perturbation"] is None and "gaussian_blur" not in ops

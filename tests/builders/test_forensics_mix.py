@@ -10,22 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
 from forgeset.builders.build import build_dataset
 from forgeset.builders.executors import RayExecutor
-from forgeset.builders.planner import sample_seed
 from forgeset.builders.spec import load_spec
 from forgeset.cli import app
 from forgeset.perturbations.stage import apply_perturbation
-from tests.conftest import SPECS, tiny_spec, write_spec
-
-
-def _rows(out: Path) -> dict[str, dict]:
-    return {row["key"]: row for row in pq.read_table(out / "manifest.parquet").to_pylist()}
+from tests.conftest import SPECS, manifest_rows, tiny_spec, write_spec
 
 
 def _members(out: Path) -> dict[str, dict[str, bytes]]:
@@ -54,7 +48,7 @@ def test_it_verifies_and_every_kind_is_present(forensics_mix: Path) -> None:
 def test_masks_are_non_empty_exactly_for_inpaint_samples_and_in_range(forensics_mix: Path) -> None:
     spec = load_spec(SPECS / "forensics-mix.yaml").spec
     ranges = {stage.generator_name: stage.mask.area for stage in spec.manipulate if stage.type == "inpaint"}
-    rows = _rows(forensics_mix)
+    rows = manifest_rows(forensics_mix)
     for key, members in _members(forensics_mix).items():
         mask = _pixels(members["mask.png"])
         area = float((mask > 0).mean())
@@ -68,7 +62,7 @@ def test_masks_are_non_empty_exactly_for_inpaint_samples_and_in_range(forensics_
 
 
 def test_lineage_parents_exist_share_the_split_and_leakage_is_zero(forensics_mix: Path) -> None:
-    rows = _rows(forensics_mix)
+    rows = manifest_rows(forensics_mix)
     derived = [row for row in rows.values() if row["parent_key"]]
     assert {row["kind"] for row in derived} >= {"inpaint", "launder"}
     for row in derived:
@@ -85,14 +79,14 @@ def test_lineage_parents_exist_share_the_split_and_leakage_is_zero(forensics_mix
 
 
 def test_held_out_generator_is_only_in_test_ood(forensics_mix: Path) -> None:
-    rows = list(_rows(forensics_mix).values())
+    rows = list(manifest_rows(forensics_mix).values())
     held = [row for row in rows if row["generator"] == "tiny-sd-euler"]
     assert len(held) >= 24 and {row["split"] for row in held} == {"test_ood"}
     assert {row["generator"] for row in rows if row["split"] == "test_ood"} == {"tiny-sd-euler"}
 
 
 def test_recipes_are_recorded_per_kind(forensics_mix: Path) -> None:
-    rows = list(_rows(forensics_mix).values())
+    rows = list(manifest_rows(forensics_mix).values())
     vae = [r for r in rows if r["generator"] == "tiny-vae-roundtrip" and not r["perturbation"]]
     assert vae and all(r["psnr"] is not None and r["ssim"] is not None and r["strength"] is None for r in vae)
     sweep = sorted({r["strength"] for r in rows if r["generator"] == "tiny-img2img"})
@@ -104,16 +98,15 @@ def test_recipes_are_recorded_per_kind(forensics_mix: Path) -> None:
 def test_perturbed_samples_are_reproducible_from_their_key(forensics_mix: Path) -> None:
     spec = load_spec(SPECS / "forensics-mix.yaml").spec
     stage = spec.perturb[0]
-    rows, members = _rows(forensics_mix), _members(forensics_mix)
+    rows, members = manifest_rows(forensics_mix), _members(forensics_mix)
     children = [row for row in rows.values() if row["perturbation"] == "imagedetectbench"]
     labels = {row["label"] for row in children}
     assert labels == {"real", "fake"}  # the default target: both classes, same distribution
     for row in children[:12]:
         parent = _pixels(members[row["parent_key"]]["png"])
         mask = _pixels(members[row["parent_key"]]["mask.png"])
-        pixels, _, applied = apply_perturbation(
-            stage, parent, mask, sample_seed(spec.seed, f"{row['key']}:imagedetectbench")
-        )
+        # The seed is the one the manifest row records: no formula is copied here.
+        pixels, _, applied = apply_perturbation(stage, parent, mask, int(row["perturb_seeds"]))
         assert np.array_equal(pixels, _pixels(members[row["key"]]["png"]))
         assert applied == [op for op in json.loads(row["ops"]) if op.get("stage") == "imagedetectbench"]
 
@@ -123,7 +116,7 @@ def test_hf_datasets_loads_images_and_masks(forensics_mix: Path, tmp_path: Path)
 
     files = {"train": sorted(str(p) for p in (forensics_mix / "train").glob("*.tar"))}
     train = datasets.load_dataset("webdataset", data_files=files, split="train", cache_dir=str(tmp_path))
-    rows = _rows(forensics_mix)
+    rows = manifest_rows(forensics_mix)
     assert len(train) == sum(1 for row in rows.values() if row["split"] == "train")
     example = next(e for e in train if rows[e["__key__"]]["kind"] == "inpaint")
     assert example["mask.png"].size == (64, 64) and np.asarray(example["mask.png"]).max() == 255
@@ -150,7 +143,7 @@ def test_bias_gate_trips_on_jpeg_reals_and_png_fakes(tmp_path: Path, ray_session
     assert "leading attribute: format" in text
     assert (out / "index.json").exists()
     assert CliRunner().invoke(app, ["verify", str(out)]).exit_code == 0  # written, and consistent
-    rows = pq.read_table(out / "manifest.parquet").to_pylist()
+    rows = list(manifest_rows(out).values())
     assert {(r["label"], r["format"]) for r in rows} == {("real", "jpeg"), ("fake", "png")}
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from forgeset.builders.planner import plan_build, sample_seed
+from forgeset.builders.planner import plan_build
 from forgeset.builders.spec import parse_spec
+from forgeset.core.seeds import sample_seed
 from tests.conftest import tiny_spec
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from forgeset.core.rejection import SampleRejected
 from forgeset.generators import ManipulationJob, StageOutput
-from forgeset.generators.base import ParentImage, SampleRejected
+from forgeset.generators.base import ParentImage
 from forgeset.generators.inpaint import InpaintStage
 from forgeset.generators.launder import LaunderStage, fidelity
 
@@ -28,7 +29,7 @@ def test_opencv_inpainting_edits_only_inside_the_mask(model: str) -> None:
     for output, parent in zip(outputs, PARENTS, strict=True):
         assert isinstance(output, StageOutput)
         inside = output.mask > 0
-        assert 0.1 <= inside.mean() <= 0.3 and output.facts["mask_area"] == round(inside.mean(), 6)
+        assert 0.1 <= inside.mean() <= 0.3 and output.strength == 1.0
         assert np.array_equal(output.pixels[~inside], parent.pixels[~inside])
         assert not np.array_equal(output.pixels[inside], parent.pixels[inside])
         assert output.ops[0]["params"]["paste_back"] is True
@@ -62,9 +63,12 @@ def test_vae_round_trip_records_fidelity() -> None:
     outputs = stage.manipulate(JOBS, PARENTS)
     for output, parent in zip(outputs, PARENTS, strict=True):
         assert output.pixels.shape == (32, 32, 3)
-        assert output.facts == {"strength": None, **fidelity(parent.pixels, output.pixels)}
-        assert output.facts["psnr"] < 100
-    assert stage.provenance()["revision"].startswith("recipe-")
+        assert output.strength is None
+        assert {"psnr": output.psnr, "ssim": output.ssim} == fidelity(parent.pixels, output.pixels)
+        assert output.psnr is not None and output.psnr < 100
+    recipe = stage.recipe()
+    assert recipe.revision is not None and recipe.revision.startswith("recipe-")
+    assert (recipe.device, recipe.gen_size, recipe.steps) == ("cpu", 32, None)
     again = stage.manipulate(JOBS, PARENTS)
     assert all(np.array_equal(a.pixels, b.pixels) for a, b in zip(outputs, again, strict=True))
 
@@ -74,7 +78,7 @@ def test_img2img_sweep_uses_each_jobs_strength() -> None:
     stage = LaunderStage(params, Path("."), 32)
     jobs = [ManipulationJob(f"s{s}", seed=5, prompt="a cat", parent_key="p", strength=s) for s in (0.3, 0.9)]
     low, high = stage.manipulate(jobs, [PARENTS[0], PARENTS[0]])
-    assert (low.facts["strength"], high.facts["strength"]) == (0.3, 0.9)
+    assert (low.strength, high.strength) == (0.3, 0.9)
     assert [o.ops[0]["params"]["strength"] for o in (low, high)] == [0.3, 0.9]
     assert not np.array_equal(low.pixels, high.pixels)  # same seed and parent: only strength differs
     again = stage.manipulate(jobs, [PARENTS[0], PARENTS[0]])

@@ -57,23 +57,24 @@ def test_initial_noise_depends_on_the_sample_seed_only() -> None:
     assert torch.equal(batch[1:2], alone)
 
 
-def test_provenance_names_model_revision_scheduler_and_versions(tiny_generator: DiffusersText2Image) -> None:
+def test_recipe_names_model_revision_scheduler_device_size_and_versions(tiny_generator: DiffusersText2Image) -> None:
     import diffusers
     import torch
 
-    recipe = tiny_generator.provenance()
-    assert recipe["model"] == "builtin:tiny-sd"
-    assert recipe["revision"].startswith("recipe-")
-    assert recipe["scheduler"] == "DDIMScheduler"
-    assert (recipe["steps"], recipe["guidance"], recipe["dtype"]) == (3, 4.0, "float32")
-    assert recipe["diffusers_version"] == diffusers.__version__
-    assert recipe["torch_version"] == torch.__version__
+    recipe = tiny_generator.recipe()
+    assert recipe.model == "builtin:tiny-sd"
+    assert recipe.revision is not None and recipe.revision.startswith("recipe-")
+    assert recipe.scheduler == "DDIMScheduler"
+    assert (recipe.steps, recipe.guidance, recipe.dtype, recipe.device) == (3, 4.0, "float32", "cpu")
+    assert recipe.gen_size == tiny_generator.size
+    assert recipe.diffusers_version == diffusers.__version__
+    assert recipe.torch_version == torch.__version__
 
 
 def test_scheduler_swap_is_applied_and_recorded() -> None:
     params = DiffusersText2Image.Params(model="builtin:tiny-sd", count=1, steps=2, scheduler="euler-ancestral")
     generator = DiffusersText2Image(params, Path("."), image_size=32)
     generator.setup()
-    assert generator.provenance()["scheduler"] == "EulerAncestralDiscreteScheduler"
+    assert generator.recipe().scheduler == "EulerAncestralDiscreteScheduler"
     job = GenerationJob("k", seed=3, prompt="a cat")
     assert np.array_equal(generator.generate([job])[0], generator.generate([job])[0])

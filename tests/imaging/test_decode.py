@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from forgeset.imaging.decode import ImageRejected, decode_image
+from forgeset.core.rejection import SampleRejected
+from forgeset.imaging.decode import decode_image
 from tests.conftest import HOSTILE_ACCEPTED, HOSTILE_REJECTS
 
 WHITE = (255, 255, 255)
@@ -27,7 +28,7 @@ def test_accepted_inputs_become_uint8_rgb(hostile_images: Path, name: str) -> No
 
 @pytest.mark.parametrize(("name", "reason"), sorted(HOSTILE_REJECTS.items()))
 def test_refused_inputs_name_their_reason(hostile_images: Path, name: str, reason: str) -> None:
-    with pytest.raises(ImageRejected) as caught:
+    with pytest.raises(SampleRejected) as caught:
         decode(hostile_images, name)
     assert caught.value.reason == reason
 
@@ -62,7 +63,7 @@ def test_cmyk_and_palette_conversions_are_recorded(hostile_images: Path) -> None
 
 
 def test_pixel_limit_comes_from_the_policy(hostile_images: Path) -> None:
-    with pytest.raises(ImageRejected, match=r"64x48 exceeds max_pixels=1000"):
+    with pytest.raises(SampleRejected, match=r"64x48 exceeds max_pixels=1000"):
         decode(hostile_images, "ok_exif_gps.jpg", max_pixels=1000)
 
 

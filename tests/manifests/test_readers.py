@@ -7,19 +7,16 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import webdataset as wds
 from PIL import Image
 
-
-def _manifest(out: Path) -> dict[str, dict]:
-    return {row["key"]: row for row in pq.read_table(out / "manifest.parquet").to_pylist()}
+from tests.conftest import manifest_rows
 
 
 def test_hf_datasets_loads_every_split(tiny_corpus: Path, tmp_path: Path) -> None:
     import datasets
 
-    rows = _manifest(tiny_corpus)
+    rows = manifest_rows(tiny_corpus)
     files = {split: sorted(str(p) for p in (tiny_corpus / split).glob("*.tar")) for split in ("train", "val", "test")}
     loaded = datasets.load_dataset("webdataset", data_files=files, cache_dir=str(tmp_path / "hf"))
     seen = 0
@@ -36,7 +33,7 @@ def test_hf_datasets_loads_every_split(tiny_corpus: Path, tmp_path: Path) -> Non
 
 
 def test_webdataset_reads_the_same_samples(tiny_corpus: Path) -> None:
-    rows = _manifest(tiny_corpus)
+    rows = manifest_rows(tiny_corpus)
     urls = sorted(str(p) for p in tiny_corpus.glob("*/*.tar"))
     seen = 0
     for sample in wds.WebDataset(urls, shardshuffle=False, empty_check=False):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from collections.abc import Callable
@@ -9,15 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from forgeset.cli import app
 from forgeset.detectors.data import load_corpus
 from forgeset.detectors.validate import validate_corpus
 from forgeset.perturbations.adversarial import AdversarialParams, apply_attack, load_surrogates
-from tests.conftest import tiny_spec
+from tests.conftest import manifest_rows, tiny_spec
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,7 @@ def test_spec_with_a_validate_checkpoint_builds_verifies_and_reports_success(
     spec["generate"][0]["count"] = 16
     out = build_corpus(tmp_path, spec)
     assert CliRunner().invoke(app, ["verify", str(out)]).exit_code == 0
-    rows = {r["key"]: r for r in pq.read_table(out / "manifest.parquet").to_pylist()}
+    rows = manifest_rows(out)
     attacked = [r for r in rows.values() if r["perturbation"] == "adv-raid"]
     assert len(attacked) == 16
     for row in attacked:
@@ -96,6 +97,18 @@ def test_spec_with_a_validate_checkpoint_builds_verifies_and_reports_success(
         assert parent["label"] == "fake" and parent["split"] == row["split"]
         record = json.loads(row["ops"])[-1]
         assert record["op"] == "adversarial" and record["params"]["reencode"] == "jpeg75"
+    # Each attacked sample is reproducible from its row alone: its parent's pixels and recorded seed.
+    from forgeset.builders.spec import load_spec
+    from forgeset.manifests.corpus import Corpus
+
+    stage = load_spec(tmp_path / "spec.yaml").spec.adversarial[0]
+    surrogates = load_surrogates(stage, tmp_path, 64)
+    images = {sample.key: sample.image for sample in Corpus.open(out).iter_samples()}
+    for row in attacked[:3]:
+        parent = np.asarray(Image.open(io.BytesIO(images[row["parent_key"]])))
+        pixels, applied = apply_attack(stage, parent, int(row["perturb_seeds"]), surrogates)
+        assert np.array_equal(pixels, np.asarray(Image.open(io.BytesIO(images[row["key"]]))))
+        assert applied == [json.loads(row["ops"])[-1]]
     results = validate_corpus(out, ["spectrum"], epochs=1)
     (surrogate_set,) = results["attacks"]
     assert surrogate_set.startswith("cnn:")

@@ -56,6 +56,11 @@ def test_recorded_parameters_are_the_applied_ones() -> None:
     assert applied[0]["params"]["side"] == 48
 
 
+# Presets are checked at 256 px: at 64 px both of genimage-degraded's downscale sides (112, 64)
+# clamp to scale 1.0, and a range check could not tell a right side from a wrong one.
+PRESET_SIZE = 256
+PRESET_PIXELS = np.random.default_rng(1).integers(40, 216, (PRESET_SIZE, PRESET_SIZE, 3), dtype=np.uint8)
+PRESET_MASK = np.zeros((PRESET_SIZE, PRESET_SIZE), dtype=np.uint8)
 PRESET_RANGES = {
     "imagedetectbench": {
         "recompress": lambda p: p["quality"] in {99, 90, 80, 60, 40, 20} and p["format"] == "jpeg",
@@ -65,12 +70,12 @@ PRESET_RANGES = {
         "gaussian_blur": lambda p: 0.1 <= p["sigma"] <= 1.0,
     },
     "genimage-degraded": {
-        "downscale": lambda p: p["scale"] in {1.0, 64 / 64} or round(p["scale"] * 64) in {112, 64},
+        "downscale": lambda p: p["scale"] in {round(112 / PRESET_SIZE, 6), round(64 / PRESET_SIZE, 6)},
         "recompress": lambda p: p["quality"] in {65, 30},
         "gaussian_blur": lambda p: p["sigma"] in {3.0, 5.0},
     },
     "social-media": {
-        "random_crop": lambda p: 0.8 * 64 - 1 <= p["side"] <= 64,
+        "random_crop": lambda p: 0.8 * PRESET_SIZE - 1 <= p["side"] <= PRESET_SIZE,
         "downscale": lambda p: 0.5 <= p["scale"] <= 1.0 and p["interpolation"] == "lanczos",
         "recompress": lambda p: p["format"] in {"jpeg", "webp"} and 60 <= p["quality"] <= 100,
     },
@@ -81,17 +86,22 @@ PRESET_RANGES = {
 def test_presets_draw_documented_parameters_reproducibly(preset: str) -> None:
     params = stage(preset=preset)
     seen = set()
+    scales = set()
     for seed in range(40):
-        _, _, applied = apply_perturbation(params, PIXELS, MASK, seed)
-        assert applied == apply_perturbation(params, PIXELS, MASK, seed)[2]
+        _, _, applied = apply_perturbation(params, PRESET_PIXELS, PRESET_MASK, seed)
+        assert applied == apply_perturbation(params, PRESET_PIXELS, PRESET_MASK, seed)[2]
         for record in applied:
             assert PRESET_RANGES[preset][record["op"]](record["params"]), record
             seen.add(record["op"])
+            if preset == "genimage-degraded" and record["op"] == "downscale":
+                scales.add(record["params"]["scale"])
         if preset == "social-media":
             assert [r["op"] for r in applied] == ["random_crop", "downscale", "recompress"]
         else:
             assert len(applied) == 1
     assert seen == set(PRESET_RANGES[preset])
+    if preset == "genimage-degraded":  # both documented sides are drawn
+        assert scales == {round(112 / PRESET_SIZE, 6), round(64 / PRESET_SIZE, 6)}
 
 
 def test_preset_expands_into_the_resolved_spec_and_round_trips() -> None:

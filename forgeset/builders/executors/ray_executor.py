@@ -6,11 +6,12 @@ writes, the actors already generate shard N+1: CPU work overlaps generation.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from forgeset.builders.executors.base import Executor, ShardFailed
+from forgeset.builders.executors.base import Executor, ShardFailed, stage_batches
 from forgeset.builders.planner import Job, ShardPlan, make_stage
 from forgeset.builders.shard_builder import BuildContext, ShardSummary, StageBatch, build_shard
 from forgeset.builders.sources import RealSource
@@ -57,7 +58,7 @@ class RayExecutor(Executor):
             num_cpus=None if self.address else self.workers,
             include_dashboard=False,
             log_to_driver=False,
-            logging_level="ERROR",
+            logging_level=logging.ERROR,
         )
         return True
 
@@ -66,7 +67,7 @@ class RayExecutor(Executor):
 
         gpus = int(ray.cluster_resources().get("GPU", 0))
         actors: dict[str, list[Any]] = {}
-        for params in (*ctx.spec.generate, *ctx.spec.manipulate):
+        for params in ctx.spec.stages:
             name = params.generator_name
             needed = sum(1 for shard in shards if any(job.generator == name for job in shard.jobs))
             if not needed:
@@ -91,14 +92,10 @@ class RayExecutor(Executor):
                 # One actor call per planned batch, dealt across replicas: every replica works on
                 # every shard (no idle tail), and a batch's bytes do not depend on which one runs it.
                 refs = []
-                for params in (*ctx.spec.generate, *ctx.spec.manipulate):
-                    name = params.generator_name
-                    jobs = [j for j in shard.jobs if j.generator == name and not j.perturb_child]
-                    for start in range(0, len(jobs), params.batch_size):
-                        replicas = actors[name]
-                        actor = replicas[turn[name] % len(replicas)]
-                        refs.append(actor.run.remote(jobs[start : start + params.batch_size]))
-                        turn[name] += 1
+                for name, jobs in stage_batches(ctx, shard):
+                    replicas = actors[name]
+                    refs.append(replicas[turn[name] % len(replicas)].run.remote(jobs))
+                    turn[name] += 1
                 return task.remote(ctx, shard, *refs)
 
             queue: Iterator[ShardPlan] = iter(shards)

@@ -7,14 +7,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from forgeset.registry import Registry
-from forgeset.strict_model import StrictModel
+from forgeset.core.registry import Registry
+from forgeset.core.strict_model import StrictModel
 
 
 class PromptSourceParams(StrictModel):
     """Fields every prompt source has; subclasses add theirs and a `type` literal."""
 
     type: str
+
+    @property
+    def paired_source(self) -> str | None:
+        """The real source whose samples these prompts pair with (same lineage group), if any."""
+        return None
 
 
 @dataclass(frozen=True)

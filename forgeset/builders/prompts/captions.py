@@ -17,6 +17,11 @@ class CaptionPrompts(PromptSource):
         type: Literal["captions"] = "captions"
         source: str = Field(description="name of a real source that has captions")
 
+        @property
+        def paired_source(self) -> str | None:
+            """Each fake pairs with the real whose caption it took."""
+            return self.source
+
     params: Params
 
     def prompts(self, captions: dict[str, list[tuple[str, str | None]]]) -> list[PromptItem]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,10 +9,9 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from forgeset.registry import Registry
-from forgeset.strict_model import StrictModel
-
-NAME_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+from forgeset.core.naming import NAME_PATTERN
+from forgeset.core.registry import Registry
+from forgeset.core.strict_model import StrictModel
 
 
 class RealSourceParams(StrictModel):
@@ -72,8 +70,3 @@ class RealSource(ABC):
 
 
 real_sources: Registry = Registry("real source")
-
-
-def slug(text: str) -> str:
-    """Lower-case `text` and keep [a-z0-9-] so it is safe inside a sample key."""
-    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9]+", "-", text.lower())).strip("-") or "x"

@@ -63,7 +63,7 @@ class BundledPhotos(RealSource):
 
     def list_items(self) -> list[RealItem]:
         tile = self.params.tile
-        items = []
+        items: list[RealItem] = []
         seen: set[bytes] = set()
         for name in self.params.photos:
             photo = _photo(name)

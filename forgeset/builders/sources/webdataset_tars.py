@@ -19,6 +19,15 @@ def _split_member(name: str) -> tuple[str, str]:
     return (f"{folder}/{stem}" if folder else stem), ext.lower()
 
 
+def _read_member(archive: tarfile.TarFile, member: str | tarfile.TarInfo) -> bytes:
+    """The bytes of a regular-file member (extractfile gives None for anything else)."""
+    file = archive.extractfile(member)
+    if file is None:
+        name = member.name if isinstance(member, tarfile.TarInfo) else member
+        raise tarfile.TarError(f"member {name!r} is not a regular file")
+    return file.read()
+
+
 @real_sources.register("webdataset")
 class WebDatasetSource(RealSource):
     """One item per sample with an image member (ref: tar path#member); captions from `caption_extension`.
@@ -62,7 +71,7 @@ class WebDatasetSource(RealSource):
                     caption = None
                     cap = self.params.caption_extension
                     if cap and cap in members[key]:
-                        caption = archive.extractfile(members[key][cap]).read().decode("utf-8").strip()
+                        caption = _read_member(archive, members[key][cap]).decode("utf-8").strip()
                     items.append(
                         RealItem(
                             ref=f"{relative}#{members[key][image_ext].name}",
@@ -75,4 +84,4 @@ class WebDatasetSource(RealSource):
     def read(self, item: RealItem) -> bytes:
         tar_path, _, member = item.ref.partition("#")
         with tarfile.open(self.resolve(tar_path)) as archive:
-            return archive.extractfile(member).read()
+            return _read_member(archive, member)

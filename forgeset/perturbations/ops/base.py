@@ -13,14 +13,14 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import Field, model_validator
 
-from forgeset.registry import Registry
-from forgeset.strict_model import StrictModel
+from forgeset.core.registry import Registry
+from forgeset.core.strict_model import StrictModel
 
 
 class Sampled(StrictModel):
     """A scalar parameter: one of `choices`, or uniform in `range` (exactly one is given)."""
 
-    choices: list[float | str] | None = Field(None, min_length=1)
+    choices: list[float | str] | None = Field(default=None, min_length=1)
     range: tuple[float, float] | None = None
 
     @model_validator(mode="after")

@@ -10,8 +10,9 @@ import cv2
 import numpy as np
 from pydantic import Field, model_validator
 
-from forgeset.registry import Registry
-from forgeset.strict_model import StrictModel
+from forgeset.core.registry import Registry
+from forgeset.core.rejection import SampleRejected
+from forgeset.core.strict_model import StrictModel
 
 
 class MaskParams(StrictModel):
@@ -38,8 +39,8 @@ class MaskContext:
     annotation: Any = None
 
 
-class MaskRejected(Exception):
-    """No mask within the area range could be made for this parent (e.g. no fitting annotation)."""
+# The reject reason of a parent no mask can be made for (e.g. no fitting annotation).
+NO_MASK = "no usable mask"
 
 
 class MaskGenerator(ABC):
@@ -57,7 +58,7 @@ class MaskGenerator(ABC):
             mask = self.dilate(self.draw(rng, context))
             if low <= area_fraction(mask) <= high:
                 return mask
-        raise MaskRejected(f"no mask with an area in [{low}, {high}] after {MAX_DRAWS} draws")
+        raise SampleRejected(NO_MASK, f"no mask with an area in [{low}, {high}] after {MAX_DRAWS} draws")
 
     def dilate(self, mask: np.ndarray) -> np.ndarray:
         """The mask grown by `params.dilation` pixels (unchanged when 0)."""

@@ -9,13 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 import yaml
 from typer.testing import CliRunner
 
 from forgeset.cli import app
+from forgeset.manifests.layout import Layout
+from tests.conftest import manifest_rows
 from tests.fake_hub import FakeHub
 
 CANARY = "hf_CANARYtokenTHATmustNEVERbeSEEN0123456789"
@@ -31,14 +32,10 @@ def dry_run(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     return folder
 
 
-def _manifest(out: Path) -> dict[str, dict]:
-    return {row["key"]: row for row in pq.read_table(out / "manifest.parquet").to_pylist()}
-
-
 def test_dry_run_folder_loads_offline_for_every_config(dry_run: Path, tiny_corpus: Path, tmp_path: Path) -> None:
     import datasets
 
-    rows = _manifest(tiny_corpus)
+    rows = manifest_rows(tiny_corpus)
     full = datasets.load_dataset(str(dry_run), cache_dir=str(tmp_path / "a"))
     assert sum(len(split) for split in full.values()) == len(rows)
     for split, dataset in full.items():
@@ -57,7 +54,7 @@ def test_dry_run_shards_read_with_webdataset_and_equal_the_originals(dry_run: Pa
         t.relative_to(tiny_corpus) for t in tiny_corpus.glob("*/*.tar")
     )
     keys = [s["__key__"] for s in wds.WebDataset([str(t) for t in tars], shardshuffle=False, empty_check=False)]
-    assert sorted(keys) == sorted(_manifest(tiny_corpus))
+    assert sorted(keys) == sorted(manifest_rows(tiny_corpus))
     for tar in tars:
         original = tiny_corpus / tar.relative_to(dry_run / "data")
         assert hashlib.sha256(tar.read_bytes()).digest() == hashlib.sha256(original.read_bytes()).digest()
@@ -120,7 +117,7 @@ def test_upload_commits_every_file_and_never_shows_the_token(tiny_corpus: Path, 
     with FakeHub() as hub:
         result = _publish(out, hub)
         assert result.returncode == 0, result.stderr
-        staged = out / ".forgeset" / "publish"
+        staged = Layout(out).publish_dir
         expected = {p.relative_to(staged).as_posix(): p.read_bytes() for p in staged.rglob("*") if p.is_file()}
         assert hub.repos["forensics/tiny"] == expected
         assert "README.md" in hub.commits[-1][1]  # the card lands last: a repo with a card is complete
@@ -147,7 +144,7 @@ def test_interrupted_upload_resumes_without_resending_finished_files(tiny_corpus
         assert second.returncode == 0, second.stderr
         resent = {path for _, paths in hub.commits[commits_before:] for path in paths}
         assert not resent & sent_before
-        staged = out / ".forgeset" / "publish"
+        staged = Layout(out).publish_dir
         assert set(hub.repos["forensics/tiny"]) == {
             p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file()
         }

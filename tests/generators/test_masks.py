@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from forgeset.annotate.masks import MaskContext, MaskRejected, area_fraction, mask_generators
+from forgeset.core.rejection import SampleRejected
+from forgeset.generators.masks import MaskContext, area_fraction, mask_generators
 
 CONTEXT = MaskContext(64, 64)
 
@@ -66,9 +67,9 @@ def test_annotation_polygons_pick_a_fitting_instance() -> None:
     mask = make({"type": "annotation", "area": (0.1, 0.3)}, 0, context)
     assert 0.14 <= area_fraction(mask) <= 0.19
     assert mask[25, 25] == 255 and mask[5, 5] == 0
-    with pytest.raises(MaskRejected, match="no annotated instance has an area in"):
+    with pytest.raises(SampleRejected, match="no usable mask: no annotated instance has an area in"):
         make({"type": "annotation", "area": (0.5, 0.9)}, 0, context)
-    with pytest.raises(MaskRejected, match="no annotation"):
+    with pytest.raises(SampleRejected, match="no annotation"):
         make({"type": "annotation", "area": (0.1, 0.3)}, 0, CONTEXT)
 
 

@@ -7,7 +7,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from forgeset.annotate.masks.base import MaskContext, MaskGenerator, MaskParams, mask_generators
+from forgeset.generators.masks.base import MaskContext, MaskGenerator, MaskParams, mask_generators
 
 
 @mask_generators.register("boxes")

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 from pydantic import Field
 
-from forgeset.annotate.masks.base import MaskContext, MaskGenerator, MaskParams, area_fraction, mask_generators
+from forgeset.generators.masks.base import MaskContext, MaskGenerator, MaskParams, area_fraction, mask_generators
 
 
 @mask_generators.register("brush")

@@ -7,14 +7,10 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 from typer.testing import CliRunner
 
 from forgeset.cli import app
-
-
-def _rows(out: Path) -> dict[str, dict]:
-    return {row["key"]: row for row in pq.read_table(out / "manifest.parquet").to_pylist()}
+from tests.conftest import manifest_rows
 
 
 def test_cnndetection_counts_per_folder_and_bytes(forensics_mix: Path, tmp_path: Path) -> None:
@@ -22,7 +18,7 @@ def test_cnndetection_counts_per_folder_and_bytes(forensics_mix: Path, tmp_path:
     result = CliRunner().invoke(app, ["export", str(forensics_mix), str(target), "--format", "cnndetection"])
     assert result.exit_code == 0, result.output
     assert "nothing was re-encoded" in " ".join(result.output.split())
-    rows = _rows(forensics_mix)
+    rows = manifest_rows(forensics_mix)
     fakes = Counter((r["split"], r["generator"]) for r in rows.values() if r["label"] == "fake")
     reals = Counter(r["split"] for r in rows.values() if r["label"] == "real")
     reals["test_ood"] = reals["test"]  # held-out fakes are judged against the test reals
@@ -42,7 +38,7 @@ def test_imagefolder_loads_with_datasets_and_carries_masks(forensics_mix: Path, 
     assert (
         CliRunner().invoke(app, ["export", str(forensics_mix), str(target), "--format", "imagefolder"]).exit_code == 0
     )
-    rows = _rows(forensics_mix)
+    rows = manifest_rows(forensics_mix)
     loaded = datasets.load_dataset("imagefolder", data_dir=str(target), cache_dir=str(tmp_path / "hf"))
     assert sum(len(d) for d in loaded.values()) == len(rows)
     for example in loaded["train"].select(range(20)):

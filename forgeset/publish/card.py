@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import yaml
+
+from forgeset.builders.spec import Spec, SpecError, parse_spec
+from forgeset.generators.base import stage_class
+from forgeset.manifests import layout
+from forgeset.manifests.corpus import Corpus, CorpusError
 
 _SIZE_CATEGORIES = [
     (1_000, "n<1K"),
@@ -52,35 +56,29 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _generator_rows(spec: dict[str, Any], index: dict[str, Any]) -> list[list[Any]]:
+def _generator_rows(spec: Spec, index: dict[str, Any]) -> list[list[Any]]:
     counts = index["counts"]["all"]["generator"]
-    rows = []
-    for section, kind in (("generate", "text2image"), ("manipulate", None)):
-        for stage in spec.get(section, []):
-            name = stage["name"] or _default_name(stage)
-            rows.append(
-                [
-                    f"`{name}`",
-                    stage.get("type") if kind is None else kind,
-                    f"`{stage['model']}`",
-                    stage.get("revision") or "(recorded per sample)",
-                    stage.get("license") or "unspecified",
-                    counts.get(name, 0),
-                ]
-            )
-    return rows
+    return [
+        [
+            f"`{stage.generator_name}`",
+            stage_class(stage).kind,
+            f"`{stage.model}`",
+            stage.revision or "(recorded per sample)",
+            stage.license or "unspecified",
+            counts.get(stage.generator_name, 0),
+        ]
+        for stage in spec.stages
+    ]
 
 
-def _default_name(stage: dict[str, Any]) -> str:
-    from forgeset.builders.sources.base import slug
-
-    return slug(stage["model"].removeprefix("builtin:").rsplit("/", 1)[-1])
-
-
-def render_card(out_dir: Path, repo_id: str, tiers: dict[str, int]) -> str:
-    """The README.md text for the corpus in `out_dir`, published as `repo_id`."""
-    index = json.loads((out_dir / "index.json").read_text())
-    spec = yaml.safe_load((out_dir / "spec.resolved.yaml").read_text())
+def render_card(corpus: Corpus, repo_id: str, tiers: dict[str, int]) -> str:
+    """The README.md text for `corpus`, published as `repo_id`."""
+    index = corpus.index.model_dump(mode="json")
+    spec = corpus.resolved_spec()
+    try:
+        typed_spec = parse_spec(spec, str(corpus.layout.resolved_spec))
+    except SpecError as err:
+        raise CorpusError(str(err)) from None
     configs = [{"config_name": "default", "data_files": data_files(index["shards"]), "default": True}]
     configs += tier_configs(index["shards"], tiers)
     front = {
@@ -116,7 +114,7 @@ def render_card(out_dir: Path, repo_id: str, tiers: dict[str, int]) -> str:
         "",
         "## Generators and manipulations",
         "",
-        _table(["name", "kind", "model", "revision", "license", "samples"], _generator_rows(spec, index)),
+        _table(["name", "kind", "model", "revision", "license", "samples"], _generator_rows(typed_spec, index)),
         "",
         "## One format and size policy for every class",
         "",
@@ -124,7 +122,7 @@ def render_card(out_dir: Path, repo_id: str, tiers: dict[str, int]) -> str:
         f" and stored as {policy['format'].upper()}"
         + (
             f" (zlib level {policy['png_compression']}, lossless)."
-            if policy["format"] == "png"
+            if corpus.policy.lossless
             else f" (quality {policy['jpeg_quality']}, 4:4:4)."
         ),
         "Source EXIF (GPS, serial numbers) is not carried over."
@@ -139,7 +137,7 @@ def render_card(out_dir: Path, repo_id: str, tiers: dict[str, int]) -> str:
         f"more than one split: {leak.get('hashes_across_splits')}.",
         "",
     ]
-    metrics_path = out_dir / "validation" / "metrics.json"
+    metrics_path = corpus.layout.metrics
     if metrics_path.exists():
         lines += ["## Baseline detectors", "", "```json", metrics_path.read_text().strip(), "```", ""]
     if len(configs) > 1:
@@ -151,6 +149,8 @@ def render_card(out_dir: Path, repo_id: str, tiers: dict[str, int]) -> str:
             + ".",
             "",
         ]
+    member = layout.image_member(corpus.policy.format)
+    first_shard = f"data/{layout.shard_path(layout.SPLITS[0], 0)}"
     lines += [
         "## Loading",
         "",
@@ -161,9 +161,9 @@ def render_card(out_dir: Path, repo_id: str, tiers: dict[str, int]) -> str:
         "",
         "```python",
         "import webdataset as wds",
-        f'url = "https://huggingface.co/datasets/{repo_id}/resolve/main/data/train/00000.tar"',
-        "for sample in wds.WebDataset(url):  # KEY.png, KEY.json, KEY.cls (0 real, 1 fake)",
-        '    image, meta, label = sample["png"], sample["json"], sample["cls"]',
+        f'url = "https://huggingface.co/datasets/{repo_id}/resolve/main/{first_shard}"',
+        f"for sample in wds.WebDataset(url):  # KEY.{member}, KEY.json, KEY.cls (0 real, 1 fake)",
+        f'    image, meta, label = sample["{member}"], sample["json"], sample["cls"]',
         "```",
         "",
         "`manifest.parquet` has one row per sample (the same fields as `KEY.json`, with nulls); "

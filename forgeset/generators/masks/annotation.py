@@ -9,11 +9,12 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from forgeset.annotate.masks.base import (
+from forgeset.core.rejection import SampleRejected
+from forgeset.generators.masks.base import (
+    NO_MASK,
     MaskContext,
     MaskGenerator,
     MaskParams,
-    MaskRejected,
     area_fraction,
     mask_generators,
 )
@@ -26,7 +27,9 @@ def _instances(annotation: object, height: int, width: int) -> list[np.ndarray]:
     (the annotation's own `width`/`height` are applied when given as a dict).
     """
     if isinstance(annotation, (bytes, bytearray)):
-        mask = np.asarray(Image.open(io.BytesIO(annotation)).convert("L").resize((width, height), Image.NEAREST))
+        mask = np.asarray(
+            Image.open(io.BytesIO(annotation)).convert("L").resize((width, height), Image.Resampling.NEAREST)
+        )
         return [np.where(mask > 0, 255, 0).astype(np.uint8)]
     if isinstance(annotation, dict):
         scale_w, scale_h = width / annotation["width"], height / annotation["height"]
@@ -58,11 +61,11 @@ class AnnotationMask(MaskGenerator):
 
     def draw(self, rng: np.random.Generator, context: MaskContext) -> np.ndarray:
         if context.annotation is None:
-            raise MaskRejected("the parent has no annotation")
+            raise SampleRejected(NO_MASK, "the parent has no annotation")
         low, high = self.params.area
         fitting = [
             m for m in _instances(context.annotation, context.height, context.width) if low <= area_fraction(m) <= high
         ]
         if not fitting:
-            raise MaskRejected(f"no annotated instance has an area in [{low}, {high}]")
+            raise SampleRejected(NO_MASK, f"no annotated instance has an area in [{low}, {high}]")
         return fitting[int(rng.integers(0, len(fitting)))]

@@ -15,11 +15,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from forgeset.manifests.card import render_card
-from forgeset.manifests.index import INDEX_NAME, MANIFEST_NAME, RESOLVED_SPEC_NAME
+from forgeset.manifests.corpus import Corpus
+from forgeset.manifests.layout import SIDE_FILES, path_inside
+from forgeset.publish.card import render_card
 
 DEFAULT_TIERS = {"xs": 1, "s": 4, "m": 16}
-SIDE_FILES = (MANIFEST_NAME, INDEX_NAME, RESOLVED_SPEC_NAME, "rejects.parquet")
+RELEASE_DATA_DIR = "data"
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -35,19 +36,18 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 def stage_release(out_dir: Path, folder: Path, repo_id: str, tiers: dict[str, int]) -> list[str]:
     """Write the Hub layout of `out_dir` into `folder`; return its files (relative, upload order)."""
-    import json
-
-    index = json.loads((out_dir / INDEX_NAME).read_text())
+    corpus = Corpus.open(out_dir)
+    card = render_card(corpus, repo_id, tiers)
     folder.mkdir(parents=True, exist_ok=True)
     files = []
-    for shard in index["shards"]:
-        _link_or_copy(out_dir / shard["path"], folder / "data" / shard["path"])
-        files.append(f"data/{shard['path']}")
+    for shard in corpus.shards():
+        _link_or_copy(corpus.layout.shard(shard.path), path_inside(folder, RELEASE_DATA_DIR, shard.path))
+        files.append(f"{RELEASE_DATA_DIR}/{shard.path}")
     for name in SIDE_FILES:
         if (out_dir / name).exists():
             _link_or_copy(out_dir / name, folder / name)
             files.append(name)
-    (folder / "README.md").write_text(render_card(out_dir, repo_id, tiers), encoding="utf-8")
+    (folder / "README.md").write_text(card, encoding="utf-8")
     files.append("README.md")
     return files
 
@@ -64,7 +64,7 @@ def _batches(files: list[str], batch: int) -> list[list[str]]:
     """Shards grouped by split in chunks of `batch`; side files and the card in the last commit."""
     groups: dict[str, list[str]] = {}
     for path in files:
-        key = path.split("/")[1] if path.startswith("data/") else "~side"
+        key = path.split("/")[1] if path.startswith(f"{RELEASE_DATA_DIR}/") else "~side"
         groups.setdefault(key, []).append(path)
     out = []
     for key in sorted(groups):

@@ -7,9 +7,9 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from forgeset.annotate.masks.base import MaskContext, MaskGenerator, MaskParams, mask_generators
-from forgeset.annotate.masks.boxes import BoxMask
-from forgeset.annotate.masks.brush import BrushMask
+from forgeset.generators.masks.base import MaskContext, MaskGenerator, MaskParams, mask_generators
+from forgeset.generators.masks.boxes import BoxMask
+from forgeset.generators.masks.brush import BrushMask
 
 _KEPT = {"boxes": BoxMask, "brush": BrushMask}
 
@@ -28,5 +28,5 @@ class InverseMask(MaskGenerator):
     def draw(self, rng: np.random.Generator, context: MaskContext) -> np.ndarray:
         low, high = self.params.area
         kept_cls = _KEPT[self.params.keep]
-        kept = kept_cls(kept_cls.Params(area=(1.0 - high, 1.0 - low))).draw(rng, context)
+        kept = kept_cls(kept_cls.Params.model_validate({"area": (1.0 - high, 1.0 - low)})).draw(rng, context)
         return np.where(kept > 0, 0, 255).astype(np.uint8)

@@ -1,0 +1,1 @@
+"""The bottom layer: what every other layer needs (registry, strict model, naming, seeds, rejection)."""

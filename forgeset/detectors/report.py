@@ -1,4 +1,9 @@
-"""A self-contained report.html: metrics tables and matplotlib plots embedded as base64 PNGs."""
+"""A self-contained report.html: metrics tables and matplotlib plots embedded as base64 PNGs.
+
+Every string from the results (detector, generator, perturbation, op, split and surrogate names)
+and the title (the corpus folder's name) is HTML-escaped (`_esc`); in plot labels, where
+matplotlib would read `$...$` as mathtext, dollar signs are escaped (`_label`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,16 @@ from typing import Any
 import numpy as np
 
 from forgeset.manifests.layout import HOLDOUT_SPLIT
+
+
+def _esc(value: Any) -> str:
+    """`value` as HTML text or attribute value (quotes escaped too; None is empty)."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _label(value: Any) -> str:
+    """`value` as a matplotlib label shown literally (no mathtext)."""
+    return str(value).replace("$", r"\$")
 
 
 def _png(figure: Any) -> str:
@@ -28,9 +43,9 @@ def _roc_figure(results: dict[str, Any], split: str) -> str:
     for name, entry in results["detectors"].items():
         roc = entry.get(f"{split}_roc") or {}
         if roc.get("fpr"):
-            axis.plot(roc["fpr"], roc["tpr"], label=f"{name} (AUC {entry[split]['auc']})")
+            axis.plot(roc["fpr"], roc["tpr"], label=_label(f"{name} (AUC {entry[split]['auc']})"))
     axis.plot([0, 1], [0, 1], "k--", linewidth=0.8)
-    axis.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC on {split}")
+    axis.set(xlabel="false positive rate", ylabel="true positive rate", title=_label(f"ROC on {split}"))
     axis.legend(loc="lower right", fontsize=8)
     return _png(figure)
 
@@ -40,16 +55,17 @@ def _matrix_figure(matrix: dict[str, dict[str, float | None]], detector: str) ->
 
     rows = list(matrix)
     cols = sorted({c for row in matrix.values() for c in row})
+    row_labels, col_labels = [_label(r) for r in rows], [_label(c) for c in cols]
     values = np.array([[np.nan if matrix[r].get(c) is None else matrix[r][c] for c in cols] for r in rows])
     figure, axis = plt.subplots(figsize=(1.2 + 0.9 * len(cols), 1.0 + 0.6 * len(rows)))
     image = axis.imshow(values, vmin=0.0, vmax=1.0, cmap="viridis")
-    axis.set_xticks(range(len(cols)), cols, rotation=45, ha="right", fontsize=8)
-    axis.set_yticks(range(len(rows)), rows, fontsize=8)
+    axis.set_xticks(range(len(cols)), col_labels, rotation=45, ha="right", fontsize=8)
+    axis.set_yticks(range(len(rows)), row_labels, fontsize=8)
     for i in range(len(rows)):
         for j in range(len(cols)):
             if not np.isnan(values[i, j]):
                 axis.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center", fontsize=7, color="w")
-    axis.set(xlabel="tested on", ylabel="trained on", title=f"cross-generator AUC ({detector})")
+    axis.set(xlabel="tested on", ylabel="trained on", title=_label(f"cross-generator AUC ({detector})"))
     figure.colorbar(image, ax=axis, fraction=0.05)
     return _png(figure)
 
@@ -66,18 +82,16 @@ def _robustness_figure(results: dict[str, Any]) -> str | None:
             curve = entry.get("robustness", {}).get("ops", {}).get(op, {})
             levels = sorted(curve, key=lambda v: float(v) if v not in ("-",) else 0.0)
             if levels:
-                axis.plot(levels, [curve[v]["accuracy"] for v in levels], marker="o", label=name)
-        axis.set(title=op, xlabel="level", ylabel="accuracy", ylim=(0, 1.05))
+                axis.plot(levels, [curve[v]["accuracy"] for v in levels], marker="o", label=_label(name))
+        axis.set(title=_label(op), xlabel="level", ylabel="accuracy", ylim=(0, 1.05))
         axis.tick_params(axis="x", labelsize=7, rotation=45)
     axes[0][0].legend(fontsize=7)
     return _png(figure)
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape('' if v is None else str(v))}</td>" for v in row) + "</tr>" for row in rows
-    )
+    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_esc(v)}</td>" for v in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -100,13 +114,13 @@ def render_report(results: dict[str, Any], title: str) -> str:
         for name, e in results["detectors"].items()
     ]
     sections = [
-        f"<h1>{html.escape(title)}: validation</h1>",
+        f"<h1>{_esc(title)}: validation</h1>",
         _table(["detector", "test AUC", "AP", "acc", "real acc", "fake acc", "EER", f"{HOLDOUT_SPLIT} AUC"], summary),
     ]
     plots = [("ROC on test", _roc_figure(results, "test"))]
     if any(HOLDOUT_SPLIT in e for e in results["detectors"].values()):
-        title = f"ROC on {HOLDOUT_SPLIT} (held-out generators vs test reals)"
-        plots.append((title, _roc_figure(results, HOLDOUT_SPLIT)))
+        caption = f"ROC on {HOLDOUT_SPLIT} (held-out generators vs test reals)"
+        plots.append((caption, _roc_figure(results, HOLDOUT_SPLIT)))
     matrix = results.get("cross_generator", {})
     if matrix.get("auc"):
         plots.append(("Cross-generator matrix", _matrix_figure(matrix["auc"], matrix["detector"])))
@@ -115,19 +129,17 @@ def render_report(results: dict[str, Any], title: str) -> str:
         plots.append(("Robustness per degradation level", robustness))
     for caption, data in plots:
         sections.append(
-            f"<figure><img class='plot' alt='{html.escape(caption)}' src='data:image/png;base64,{data}'>"
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+            f"<figure><img class='plot' alt='{_esc(caption)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{_esc(caption)}</figcaption></figure>"
         )
     for name, entry in results["detectors"].items():
         rows = [[g, m["auc"], m["accuracy"], m["n"]] for g, m in entry.get("per_generator", {}).items()]
-        sections.append(
-            f"<h2>{html.escape(name)}: per generator (test)</h2>" + _table(["generator", "AUC", "acc", "n"], rows)
-        )
+        sections.append(f"<h2>{_esc(name)}: per generator (test)</h2>" + _table(["generator", "AUC", "acc", "n"], rows))
         if "localization" in entry:
             loc = entry["localization"]
             sections.append(
-                f"<p>{html.escape(name)} localization on inpainted test samples: "
-                f"F1 {loc['f1']}, IoU {loc['iou']} (n={loc['n']})</p>"
+                f"<p>{_esc(name)} localization on inpainted test samples: "
+                f"F1 {_esc(loc['f1'])}, IoU {_esc(loc['iou'])} (n={_esc(loc['n'])})</p>"
             )
     if results.get("attacks"):
         detectors = list(results["detectors"])
@@ -144,6 +156,6 @@ def render_report(results: dict[str, Any], title: str) -> str:
         "td,th{border:1px solid #ccc;padding:4px 8px;}figure{display:inline-block;margin:1em;}</style>"
     )
     return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>{style}"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{_esc(title)}</title>{style}"
         f"</head><body data-plots='{len(plots)}'>{''.join(sections)}{script}</body></html>"
     )

@@ -10,6 +10,7 @@ logged or written.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,26 @@ from forgeset.publish.card import render_card
 
 DEFAULT_TIERS = {"xs": 1, "s": 4, "m": 16}
 RELEASE_DATA_DIR = "data"
+# One part of a Hub repo id: letters, digits, '-', '_', '.'; neither starting nor ending with '-' or '.'.
+_REPO_PART = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?")
+REPO_ID_RULE = (
+    "NAMESPACE/NAME, each part 1-96 letters, digits, '-', '_' or '.', not starting or ending with '-' or '.', "
+    "without '--' or '..', not ending in '.git'"
+)
+
+
+def validate_repo_id(repo_id: str) -> str:
+    """`repo_id` when it is a Hub dataset id NAMESPACE/NAME (see REPO_ID_RULE); else ValueError naming it."""
+    parts = repo_id.split("/") if isinstance(repo_id, str) else []
+    if (
+        len(parts) != 2
+        or not all(_REPO_PART.fullmatch(part) for part in parts)
+        or "--" in repo_id
+        or ".." in repo_id
+        or repo_id.endswith(".git")
+    ):
+        raise ValueError(f"invalid Hub dataset repo id {repo_id!r}: expected {REPO_ID_RULE}")
+    return repo_id
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -35,7 +56,11 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 
 def stage_release(out_dir: Path, folder: Path, repo_id: str, tiers: dict[str, int]) -> list[str]:
-    """Write the Hub layout of `out_dir` into `folder`; return its files (relative, upload order)."""
+    """Write the Hub layout of `out_dir` into `folder`; return its files (relative, upload order).
+
+    A `repo_id` that is not a Hub dataset id raises ValueError before anything is read or written.
+    """
+    validate_repo_id(repo_id)
     corpus = Corpus.open(out_dir)
     card = render_card(corpus, repo_id, tiers)
     folder.mkdir(parents=True, exist_ok=True)
@@ -82,6 +107,7 @@ def upload_release(
     progress: Callable[[int, int], None] | None = None,
 ) -> UploadReport:
     """Create the dataset repo (if needed) and commit `files` in batches, skipping unchanged ones."""
+    validate_repo_id(repo_id)
     from huggingface_hub import CommitOperationAdd, HfApi
 
     # HF_ENDPOINT (a mirror, a private Hub) is read here, not at import; the token comes from HF_TOKEN or the

@@ -57,7 +57,8 @@ class InpaintStage(Manipulator):
         @model_validator(mode="before")
         @classmethod
         def _opencv_runs_on_cpu(cls, data: Any) -> Any:
-            if isinstance(data, dict) and data.get("model") in OPENCV_METHODS and data.get("device", "auto") == "auto":
+            model = data.get("model") if isinstance(data, dict) else None
+            if isinstance(model, str) and model in OPENCV_METHODS and data.get("device", "auto") == "auto":
                 return {**data, "device": "cpu", "dtype": "float32"}
             return data
 

@@ -7,6 +7,7 @@ one bad file never aborts a shard.
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from dataclasses import dataclass, field
 
@@ -37,38 +38,63 @@ def _to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
     if arr.dtype == np.bool_:
         return arr.astype(np.uint8) * 255
     if np.issubdtype(arr.dtype, np.floating):
-        return np.clip(np.round(arr * 255.0), 0, 255).astype(np.uint8)
+        arr = np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=0.0)
+        with np.errstate(over="ignore"):  # huge finite values overflow to inf, then clip to 255
+            return np.clip(np.round(arr * 255.0), 0, 255).astype(np.uint8)
     # 16-bit data may arrive as uint16 or as 32-bit ints ("I" mode) holding 0..65535.
     peak = 65535.0 if arr.max(initial=0) > 255 or mode.startswith("I;16") else 255.0
     return np.clip(np.round(arr.astype(np.float64) * (255.0 / peak)), 0, 255).astype(np.uint8)
 
 
 def decode_image(data: bytes, max_pixels: int, background: tuple[int, int, int]) -> DecodedImage:
-    """Decode `data` to RGB uint8: EXIF orientation applied, metadata dropped, alpha flattened."""
+    """Decode `data` to RGB uint8: EXIF orientation applied, metadata dropped, alpha flattened.
+
+    Whatever Pillow raises for damaged bytes (at open, load, or reading EXIF) becomes a
+    SampleRejected; MemoryError and KeyboardInterrupt are never caught. Pillow's warnings about
+    corrupt metadata are silenced: a refusal is an exception, not a log line.
+    """
     if not data:
         raise SampleRejected("empty file")
     with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+            return _decode(data, max_pixels, background)
         except Image.UnidentifiedImageError:
             raise SampleRejected("not an image", "no allowlisted format recognised the bytes") from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
             raise SampleRejected("too many pixels", str(err)) from None
-        width, height = image.size
-        if width * height > max_pixels:
-            raise SampleRejected("too many pixels", f"{width}x{height} exceeds max_pixels={max_pixels}")
-        if width == 0 or height == 0:
-            raise SampleRejected("empty image", f"{width}x{height}")
-        source_format, source_mode = image.format or "unknown", image.mode
-        try:
-            image.load()
-        except (OSError, SyntaxError, ValueError) as err:
-            raise SampleRejected("truncated or corrupt", str(err)) from None
+        except _CORRUPT as err:
+            raise SampleRejected("truncated or corrupt", str(err) or type(err).__name__) from None
+
+
+# What Pillow's decoders and metadata parsers raise for damaged input (found by fuzzing too).
+_CORRUPT = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    TypeError,
+    IndexError,
+    KeyError,
+    EOFError,
+    struct.error,
+    ZeroDivisionError,
+)
+
+
+def _decode(data: bytes, max_pixels: int, background: tuple[int, int, int]) -> DecodedImage:
+    image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    width, height = image.size
+    if width * height > max_pixels:
+        raise SampleRejected("too many pixels", f"{width}x{height} exceeds max_pixels={max_pixels}")
+    if width == 0 or height == 0:
+        raise SampleRejected("empty image", f"{width}x{height}")
+    source_format, source_mode = image.format or "unknown", image.mode
+    image.load()
     ops: list[dict] = []
     oriented = ImageOps.exif_transpose(image)
     orientation = image.getexif().get(0x0112, 1)
-    if orientation not in (0, 1):
+    if orientation in _TRANSPOSING:
         ops.append({"op": "exif_orientation", "params": {"orientation": int(orientation)}})
     return DecodedImage(
         pixels=_to_rgb(oriented, background, ops),
@@ -77,6 +103,10 @@ def decode_image(data: bytes, max_pixels: int, background: tuple[int, int, int])
         source_size=(width, height),
         ops=ops,
     )
+
+
+# EXIF orientations that exif_transpose acts on (1 is upright; other values are ignored by it).
+_TRANSPOSING = (2, 3, 4, 5, 6, 7, 8)
 
 
 def _to_rgb(image: Image.Image, background: tuple[int, int, int], ops: list[dict]) -> np.ndarray:

@@ -57,7 +57,7 @@ class AdversarialParams(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _expand_preset(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("preset") in ATTACK_PRESETS:
+        if isinstance(data, dict) and isinstance(data.get("preset"), str) and data["preset"] in ATTACK_PRESETS:
             preset = ATTACK_PRESETS[data["preset"]]
             clashes = [k for k, v in preset.items() if k in data and data[k] != v]
             if clashes:

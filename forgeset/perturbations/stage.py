@@ -33,7 +33,7 @@ class PerturbStageParams(StrictModel):
     @classmethod
     def _expand_preset(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("preset"):
-            if data["preset"] not in PRESETS:
+            if not isinstance(data["preset"], str) or data["preset"] not in PRESETS:
                 return data  # the Literal check reports it
             ops, pick = PRESETS[data["preset"]]()
             expanded = [op.model_dump(mode="json") for op in ops]

@@ -35,3 +35,63 @@ def test_captions_keep_their_real_key_and_skip_missing_ones() -> None:
     source = CaptionPrompts(CaptionPrompts.Params(source="coco"), Path("."))
     items = source.prompts({"coco": [("coco-0", "a bus"), ("coco-1", None), ("coco-2", "two cats")]})
     assert [(p.text, p.pair_key) for p in items] == [("a bus", "coco-0"), ("two cats", "coco-2")]
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        ("a {} by {artist}", "template 'a {} by {artist}' has an unknown field {artist}; the only field is '{}'"),
+        ("a {0}", "template 'a {0}' has an unknown field {0}; the only field is '{}' (the class name)"),
+        ("a {.upper}", "template 'a {.upper}' has an unknown field {.upper}"),
+        ("a {} {", "template 'a {} {' is not a valid template (Single '{' encountered in format string); write"),
+        ("a {} }", "template 'a {} }' is not a valid template (Single '}' encountered in format string); write"),
+        ("a {!r}", "template 'a {!r}' formats its field with '!r'; write a plain '{}'"),
+        ("a {:>9}", "template 'a {:>9}' formats its field with ':>9'; write a plain '{}'"),
+        ("a {} {}", "template 'a {} {}' must contain exactly one '{}' (the class name), found 2"),
+        ("a {{}}", "template 'a {{}}' must contain exactly one '{}' (the class name), found 0"),
+    ],
+)
+def test_bad_templates_are_refused_when_the_spec_is_loaded(template: str, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        TemplatePrompts.Params(templates=[template], classes=["cat"])
+    assert message in str(caught.value)
+
+
+def test_literal_braces_are_allowed_in_templates() -> None:
+    params = TemplatePrompts.Params(templates=["{{{}}} in braces"], classes=["cat"])
+    assert [p.text for p in TemplatePrompts(params, Path(".")).prompts({})] == ["{cat} in braces"]
+
+
+def test_templates_times_classes_is_capped() -> None:
+    with pytest.raises(ValueError, match="templates x classes makes 1000002 prompts; at most 1000000 are allowed"):
+        TemplatePrompts.Params(templates=["a {}", "the {}"], classes=[f"c{i}" for i in range(500_001)])
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("un café\n".encode("latin-1"), "is not UTF-8 text (invalid byte at offset 6)"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "is not UTF-8 text (it holds NUL bytes: a binary file?)"),
+    ],
+)
+def test_binary_or_non_utf8_prompt_file_names_the_file(tmp_path: Path, content: bytes, message: str) -> None:
+    (tmp_path / "prompts.txt").write_bytes(content)
+    source = FilePrompts(FilePrompts.Params(path="prompts.txt"), tmp_path)
+    with pytest.raises(ValueError) as caught:
+        source.prompts({})
+    assert str(caught.value) == f"prompt file {tmp_path / 'prompts.txt'} {message}"
+    fix = "fix `path` (relative to the spec file's folder) or the file"
+    assert source.check() == [("path", f"prompt file {tmp_path / 'prompts.txt'} {message}; {fix}")]
+
+
+def test_missing_or_oversized_prompt_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    source = FilePrompts(FilePrompts.Params(path="absent.txt"), tmp_path)
+    with pytest.raises(FileNotFoundError, match=f"prompt file {tmp_path / 'absent.txt'} does not exist$"):
+        source.prompts({})
+    assert [field for field, _ in source.check()] == ["path"]
+    monkeypatch.setattr("forgeset.builders.prompts.file.MAX_PROMPT_FILE_BYTES", 16)
+    (tmp_path / "long.txt").write_text("a prompt that is long\n")
+    with pytest.raises(ValueError, match=r"long\.txt is larger than 16 bytes$"):
+        FilePrompts(FilePrompts.Params(path="long.txt"), tmp_path).prompts({})
+    (tmp_path / "ok.txt").write_text("fine\n")
+    assert FilePrompts(FilePrompts.Params(path="ok.txt"), tmp_path).check() == []

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import io
+import tarfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 import webdataset as wds
 from PIL import Image
 
+from forgeset.builders.sources.base import RealItem
 from forgeset.builders.sources.bundled import BundledPhotos
 from forgeset.builders.sources.folder import FolderSource
 from forgeset.builders.sources.huggingface import HuggingFaceSource
 from forgeset.builders.sources.webdataset_tars import WebDatasetSource
+from forgeset.core.rejection import SampleRejected
 from tests.conftest import HOSTILE_ACCEPTED, HOSTILE_REJECTS
 
 
@@ -94,3 +98,164 @@ def test_bundled_tiles_are_capped_spread_and_never_flat() -> None:
         assert tile.shape == (128, 128, 3)
         assert tile.mean(axis=2).std() >= 4.0
     assert source.items()[0].license == "CC0 (Mikael Haggstrom)"
+
+
+def _folder(tmp_path: Path) -> Path:
+    """photos/ with two PNGs, a link to a PNG inside, a link to a PNG outside and a link to a folder outside."""
+    photos, outside = tmp_path / "photos", tmp_path / "outside"
+    (photos / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (photos / "a.png").write_bytes(_png(1))
+    (photos / "sub" / "b.png").write_bytes(_png(2, size=64))
+    (outside / "secret.png").write_bytes(_png(3))
+    (photos / "inside-link.png").symlink_to(photos / "a.png")
+    (photos / "outside-link.png").symlink_to(outside / "secret.png")
+    (photos / "outside-dir").symlink_to(outside, target_is_directory=True)
+    return photos
+
+
+def test_folder_skips_and_counts_links_that_lead_outside(tmp_path: Path) -> None:
+    source = FolderSource(FolderSource.Params(path="photos"), tmp_path)
+    photos = _folder(tmp_path)
+    assert [item.ref for item in source.items()] == ["a.png", "inside-link.png", "sub/b.png"]
+    assert source.skipped_links == 2
+    (photos / "a.png").unlink()
+    (photos / "a.png").symlink_to(tmp_path / "outside" / "secret.png")  # swapped after listing
+    with pytest.raises(SampleRejected) as caught:
+        source.read(RealItem("a.png"))
+    assert (caught.value.reason, caught.value.detail) == ("outside the folder", f"a.png leads outside {photos}")
+
+
+def test_folder_rejects_files_over_max_bytes_unread(tmp_path: Path) -> None:
+    _folder(tmp_path)
+    limit = len(_png(1)) + 1
+    source = FolderSource(FolderSource.Params(path="photos", max_bytes=limit), tmp_path)
+    assert source.read(RealItem("a.png")) == _png(1)
+    size = len(_png(2, size=64))
+    with pytest.raises(SampleRejected) as caught:
+        source.read(RealItem("sub/b.png"))
+    assert (caught.value.reason, caught.value.detail) == (
+        "too large",
+        f"sub/b.png has {size} bytes; max_bytes is {limit}",
+    )
+    assert FolderSource.Params(path="x").max_bytes == 256 * 2**20
+
+
+def test_folder_check_names_a_missing_folder(tmp_path: Path) -> None:
+    source = FolderSource(FolderSource.Params(path="nowhere"), tmp_path)
+    assert source.check() == [
+        ("path", f"folder {tmp_path / 'nowhere'} does not exist; create it or fix `path` (relative to the spec file)")
+    ]
+
+
+def _tar(path: Path, members: dict[str, bytes]) -> Path:
+    with tarfile.open(path, "w") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def test_webdataset_not_a_tar_is_one_rejected_item_naming_it(tmp_path: Path) -> None:
+    captioned_tars(tmp_path, samples=2)
+    (tmp_path / "captioned-001.tar").write_bytes(b"this is not a tar archive at all" * 40)
+    source = WebDatasetSource(WebDatasetSource.Params(urls=["captioned-*.tar"], caption_extension="txt"), tmp_path)
+    items = source.items()
+    assert [i.ref for i in items] == [
+        "captioned-000.tar#img000.png",
+        "captioned-000.tar#img001.png",
+        "captioned-001.tar#",
+    ]
+    with pytest.raises(SampleRejected) as caught:
+        source.read(items[2])
+    assert caught.value.reason == "not a tar"
+    assert caught.value.detail.startswith("captioned-001.tar: ")
+    assert source.read(items[1]) == _png(1)
+
+
+def test_webdataset_caption_that_is_not_utf8_rejects_that_sample(tmp_path: Path) -> None:
+    _tar(
+        tmp_path / "mixed.tar",
+        {"good.png": _png(1), "good.txt": b"a cat", "bad.png": _png(2), "bad.txt": "caf\xe9".encode("latin-1")},
+    )
+    source = WebDatasetSource(WebDatasetSource.Params(urls=["mixed.tar"], caption_extension="txt"), tmp_path)
+    items = source.items()
+    assert [(i.ref, i.caption) for i in items] == [("mixed.tar#bad.png", None), ("mixed.tar#good.png", "a cat")]
+    with pytest.raises(SampleRejected) as caught:
+        source.read(items[0])
+    assert (caught.value.reason, caught.value.detail) == (
+        "caption not UTF-8",
+        "mixed.tar#bad.txt: invalid byte at offset 3",
+    )
+    assert source.read(items[1]) == _png(1)
+
+
+def test_webdataset_truncated_tar_keeps_what_it_can_and_rejects_the_rest(tmp_path: Path) -> None:
+    whole = _tar(tmp_path / "whole.tar", {f"s{i}.png": _png(i, size=48) for i in range(4)}).read_bytes()
+    (tmp_path / "cut.tar").write_bytes(whole[: len(whole) // 2])
+    source = WebDatasetSource(WebDatasetSource.Params(urls=["cut.tar"]), tmp_path)
+    items = source.items()
+    refs = [i.ref for i in items]
+    assert refs[-1] == "cut.tar#" and len(refs) >= 2
+    reasons = []
+    for item in items:
+        try:
+            source.read(item)
+            reasons.append("ok")
+        except SampleRejected as rejected:
+            reasons.append(rejected.reason)
+            assert rejected.detail.startswith(item.ref if item.ref != "cut.tar#" else "cut.tar: ")
+    assert reasons[0] == "ok" and reasons[-1] == "damaged tar"
+    assert set(reasons) <= {"ok", "bad tar member", "damaged tar"}
+
+
+def test_webdataset_member_over_max_bytes_and_missing_member_are_rejected(tmp_path: Path) -> None:
+    _tar(tmp_path / "t.tar", {"big.png": _png(1, size=64), "small.png": _png(2, size=8)})
+    source = WebDatasetSource(WebDatasetSource.Params(urls=["t.tar"], max_bytes=1000), tmp_path)
+    with pytest.raises(SampleRejected) as caught:
+        source.read(RealItem("t.tar#big.png"))
+    assert caught.value.reason == "too large"
+    assert caught.value.detail == f"t.tar#big.png has {len(_png(1, size=64))} bytes; max_bytes is 1000"
+    assert source.read(RealItem("t.tar#small.png")) == _png(2, size=8)
+    with pytest.raises(SampleRejected, match=r"bad tar member: t\.tar#gone\.png: not in the tar"):
+        source.read(RealItem("t.tar#gone.png"))
+
+
+def test_webdataset_check_names_each_url_that_matches_nothing(tmp_path: Path) -> None:
+    captioned_tars(tmp_path, samples=1)
+    source = WebDatasetSource(WebDatasetSource.Params(urls=["captioned-*.tar", "missing/*.tar"]), tmp_path)
+    assert source.check() == [("urls[1]", "no file matches 'missing/*.tar'; fix the path (relative to the spec file)")]
+
+
+def test_bad_real_inputs_become_reject_rows_in_a_build(tmp_path: Path) -> None:
+    """A build over a folder with an oversized file and an outside link, and broken tars: rejects, no traceback."""
+    import pyarrow.parquet as pq
+    from typer.testing import CliRunner
+
+    from forgeset.cli import app
+    from tests.conftest import write_spec
+
+    _folder(tmp_path)
+    _tar(tmp_path / "mixed.tar", {"good.png": _png(1), "good.txt": b"a cat", "bad.png": _png(4), "bad.txt": b"\xff"})
+    (tmp_path / "junk.tar").write_bytes(b"not a tar" * 100)
+    spec = {
+        "name": "hostile-reals",
+        "image": {"size": 16},
+        "shards": {"size": 4},
+        "real": [
+            {"type": "folder", "name": "photos", "path": "photos", "max_bytes": len(_png(1)) + 1},
+            {"type": "webdataset", "name": "tars", "urls": ["mixed.tar", "junk.tar"], "caption_extension": "txt"},
+        ],
+    }
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app, ["build", "dataset", "--spec", str(write_spec(tmp_path, spec)), "--out", str(out), "--executor", "local"]
+    )
+    assert result.exit_code == 0, result.output
+    rejects = sorted((row["ref"], row["reason"]) for row in pq.read_table(out / "rejects.parquet").to_pylist())
+    assert rejects == [
+        ("junk.tar#", "not a tar"),
+        ("mixed.tar#bad.png", "caption not UTF-8"),
+        ("sub/b.png", "too large"),
+    ]

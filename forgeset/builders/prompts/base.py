@@ -43,5 +43,12 @@ class PromptSource(ABC):
     def prompts(self, captions: dict[str, list[tuple[str, str | None]]]) -> list[PromptItem]:
         """The prompts; `captions` maps each real source name to its (key, caption) pairs."""
 
+    def check(self) -> list[tuple[str, str]]:
+        """Problems found before a build starts, as (field, message): a missing or unreadable file.
+
+        Cheap and read-only; the preflight calls it so that a build fails before OUT is touched.
+        """
+        return []
+
 
 prompt_sources: Registry = Registry("prompt source")

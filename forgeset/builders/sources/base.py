@@ -59,6 +59,14 @@ class RealSource(ABC):
     def read(self, item: RealItem) -> bytes:
         """The raw bytes of `item` (decoded and checked later by the intake)."""
 
+    def check(self) -> list[tuple[str, str]]:
+        """Problems found before a build starts, as (field, message): a missing folder or file.
+
+        Cheap and read-only (no listing of a large source); the preflight calls it so that a
+        build fails before OUT is touched.
+        """
+        return []
+
     def read_annotation(self, item: RealItem) -> object | None:
         """The item's annotation (mask image bytes or polygons) for annotation masks; None if none."""
         return None

@@ -19,6 +19,8 @@ from PIL import Image
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("FORGESET_CACHE", tempfile.mkdtemp(prefix="forgeset-test-cache-"))
+# Ray: the test session's local cluster listens on 127.0.0.1 only, like the ones builds start.
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 # FiftyOne: no telemetry, a database of this session's own (its bundled mongod 6.0.5 is older
 # than FiftyOne asks for, so version validation is off).
 os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
@@ -77,6 +79,26 @@ def manifest_rows(out: Path) -> dict[str, dict[str, Any]]:
     from forgeset.manifests.corpus import Corpus
 
     return Corpus.open(out).rows_by_key
+
+
+def rehash_index(out: Path, change: Callable[[dict[str, Any]], None] | None = None) -> None:
+    """Rewrite index.json as an attacker would: apply `change`, then make every hash consistent.
+
+    The vouched files' sizes and sha256 are recomputed from the bytes on disk, and so is the
+    index's own content hash: what is left to catch a doctored corpus is validation, not hashes.
+    """
+    import json
+
+    from forgeset.manifests.index import SELF_HASH_FIELD, file_entry, index_content_sha256
+    from forgeset.manifests.layout import Layout
+
+    path = Layout(out).index
+    index = json.loads(path.read_text())
+    if change is not None:
+        change(index)
+    index["files"] = {name: file_entry(out / name) for name in index["files"]}
+    index[SELF_HASH_FIELD] = index_content_sha256(index)
+    path.write_text(json.dumps(index, indent=2))
 
 
 @pytest.fixture(scope="session")

@@ -34,7 +34,7 @@ def test_inspect_tables_show_splits_and_audit(tiny_corpus: Path) -> None:
 
 def test_inspect_of_a_folder_that_is_not_a_corpus(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["inspect", str(tmp_path)])
-    assert result.exit_code == 1 and "not a finished corpus" in result.output
+    assert result.exit_code == 2 and "not a finished corpus" in result.output
 
 
 def test_help_imports_no_heavy_library() -> None:

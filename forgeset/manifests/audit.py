@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
-from forgeset.manifests.corpus import Corpus, CorpusError
+from forgeset.manifests.corpus import Corpus
 
 QUANTILES = (0.05, 0.5, 0.95)
 
@@ -33,14 +32,8 @@ def audit_corpus(out_dir: Path) -> dict[str, Any]:
             "height": [int(rows["height"].min()), int(rows["height"].max())],
             "file_bytes": {f"p{int(q * 100)}": int(np.quantile(sizes, q)) for q in QUANTILES},
         }
-    rejects_path = corpus.layout.rejects
-    reasons: dict[str, int] = {}
-    if rejects_path.exists():
-        try:
-            rejects = pq.read_table(rejects_path, columns=["reason"]).to_pandas()
-        except Exception as err:  # a damaged rejects file must not hide the rest of the report
-            raise CorpusError(f"{rejects_path}: not a readable rejects table ({type(err).__name__})") from None
-        reasons = {str(k): int(v) for k, v in rejects.groupby("reason").size().items()}
+    rejects = corpus.read_rejects().select(["reason"]).to_pandas()
+    reasons = {str(k): int(v) for k, v in rejects.groupby("reason").size().items()}
     return {
         "name": corpus.name,
         "samples": corpus.index.samples,

@@ -27,8 +27,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from forgeset.core.naming import NAME_MAX_LENGTH, NAME_PATTERN
 from forgeset.imaging.policy import ImagePolicy
 from forgeset.manifests import layout
-from forgeset.manifests.schema import LABELS, MANIFEST_SCHEMA, member_fields
+from forgeset.manifests.index import SELF_HASH_FIELD, VOUCHED_FILES, index_content_sha256
+from forgeset.manifests.schema import LABELS, MANIFEST_SCHEMA, REJECTS_SCHEMA, member_fields
 from forgeset.manifests.shard_reader import read_members
+from forgeset.manifests.shard_writer import file_sha256
 
 _SHA256 = r"^[0-9a-f]{64}$"
 
@@ -56,6 +58,15 @@ class IndexShard(BaseModel):
         return self
 
 
+class FileEntry(BaseModel):
+    """A file index.json vouches for: its size and sha256."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bytes: int = Field(ge=0)
+    sha256: str = Field(pattern=_SHA256)
+
+
 class IndexFile(BaseModel):
     """index.json: what a finished build vouches for."""
 
@@ -73,10 +84,14 @@ class IndexFile(BaseModel):
     leakage: dict[str, Any] | None = None
     bias_probe: dict[str, Any] | None = None
     shards: list[IndexShard]
+    files: dict[str, FileEntry]
     derived_from: dict[str, Any] | None = None
+    index_sha256: str = Field(pattern=_SHA256)
 
     @model_validator(mode="after")
     def _known_members(self) -> IndexFile:
+        if sorted(self.files) != sorted(VOUCHED_FILES):
+            raise ValueError(f"files must list exactly {sorted(VOUCHED_FILES)}")
         allowed = set(layout.sample_members(list(layout.IMAGE_MEMBERS), localized=True))
         unknown = sorted(set(self.members) - allowed)
         if unknown:
@@ -148,8 +163,9 @@ class Corpus:
                 raise CorpusError(f"{root}: not a finished corpus (the build did not finish: resume it)")
             raise CorpusError(f"{root}: not a finished corpus (no {layout.INDEX_NAME}: not a forgeset build)")
         index = cls._read_index(paths.index)
-        table = cls._read_manifest(paths.manifest, index)
-        return cls(root, index, table)
+        corpus = cls(root, index, pa.table({}))
+        corpus.table = cls._read_manifest(corpus.vouched(layout.MANIFEST_NAME), index)
+        return corpus
 
     @staticmethod
     def _read_index(path: Path) -> IndexFile:
@@ -158,11 +174,14 @@ class Corpus:
         except (OSError, ValueError) as err:
             raise CorpusError(f"{path}: not readable JSON ({type(err).__name__}: {err})") from None
         try:
-            return IndexFile.model_validate(data)
+            index = IndexFile.model_validate(data)
         except ValidationError as err:
             first = err.errors(include_url=False)[0]
             field = ".".join(str(part) for part in first["loc"]) or "(top level)"
             raise CorpusError(f"{path}: field {field}: {first['msg']}") from None
+        if index_content_sha256(data) != data[SELF_HASH_FIELD]:
+            raise CorpusError(f"{path}: field {SELF_HASH_FIELD}: the content does not match its hash (edited)")
+        return index
 
     @staticmethod
     def _read_manifest(path: Path, index: IndexFile) -> pa.Table:
@@ -205,6 +224,24 @@ class Corpus:
             raise CorpusError(f"{path}: column key: a key is listed twice")
         return table
 
+    def vouched(self, name: str) -> Path:
+        """A file index.json vouches for, after checking its size and sha256 against the index."""
+        path = self.root / name
+        entry = self.index.files[name]
+        if not path.is_file():
+            raise CorpusError(f"{path} is missing")
+        if path.stat().st_size != entry.bytes or file_sha256(path) != entry.sha256:
+            raise CorpusError(f"{path}: sha256 differs from index.json (the file was altered)")
+        return path
+
+    def read_rejects(self) -> pa.Table:
+        """rejects.parquet, checked against the index."""
+        path = self.vouched(layout.REJECTS_NAME)
+        try:
+            return pq.read_table(path, schema=REJECTS_SCHEMA)
+        except (OSError, pa.ArrowException) as err:
+            raise CorpusError(f"{path}: not a readable rejects table ({err})") from None
+
     @property
     def name(self) -> str:
         """The corpus name."""
@@ -241,7 +278,7 @@ class Corpus:
 
     def resolved_spec(self) -> dict[str, Any]:
         """spec.resolved.yaml as a mapping."""
-        path = self.layout.resolved_spec
+        path = self.vouched(layout.RESOLVED_SPEC_NAME)
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (OSError, ValueError, yaml.YAMLError) as err:

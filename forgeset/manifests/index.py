@@ -1,7 +1,13 @@
-"""Assemble manifest.parquet, rejects.parquet and index.json from finished shards (index last)."""
+"""Assemble manifest.parquet, rejects.parquet and index.json from finished shards (index last).
+
+index.json vouches for every file of the corpus: the sha256 and size of the manifest, the rejects,
+the resolved spec and each shard, plus `index_sha256`, the sha256 of its own canonical content
+(every other field, keys sorted, compact separators), so an edit of any field is detected.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import zlib
@@ -13,10 +19,28 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from forgeset.core.faults import checkpoint
 from forgeset.manifests.bias_probe import bias_probe, leakage
-from forgeset.manifests.layout import Layout
+from forgeset.manifests.layout import MANIFEST_NAME, REJECTS_NAME, RESOLVED_SPEC_NAME, Layout
 from forgeset.manifests.schema import FORMAT_VERSION, MANIFEST_SCHEMA, REJECTS_SCHEMA
-from forgeset.manifests.shard_writer import read_marker
+from forgeset.manifests.shard_writer import file_sha256, read_marker
+
+# The files besides the shards that index.json vouches for.
+VOUCHED_FILES = (MANIFEST_NAME, REJECTS_NAME, RESOLVED_SPEC_NAME)
+SELF_HASH_FIELD = "index_sha256"
+
+
+def index_content_sha256(index: dict[str, Any]) -> str:
+    """sha256 of the index's canonical JSON without its own hash field."""
+    content = {key: value for key, value in index.items() if key != SELF_HASH_FIELD}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
+
+
+def file_entry(path: Path) -> dict[str, Any]:
+    """What the index records of a file: its size and sha256."""
+    return {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
+
 
 _LIBRARIES = (
     "forgeset",
@@ -92,6 +116,7 @@ def finalize(
     rejects = pa.concat_tables(reject_tables) if reject_tables else REJECTS_SCHEMA.empty_table()
     pq.write_table(manifest, paths.manifest)
     pq.write_table(rejects, paths.rejects)
+    checkpoint("manifest-written")
     rows = manifest.select(
         ["key", "split", "label", "parent_key", "sha256", "width", "height", "bytes", "format", "quality"]
     ).to_pylist()
@@ -108,8 +133,11 @@ def finalize(
         "leakage": leakage(rows),
         "bias_probe": bias_probe(rows),
         "shards": shards,
+        "files": {name: file_entry(out_dir / name) for name in VOUCHED_FILES},
     }
     if derived_from:
         index["derived_from"] = derived_from
+    index[SELF_HASH_FIELD] = index_content_sha256(index)
     write_atomically(paths.index, json.dumps(index, indent=2, sort_keys=False) + "\n")
+    checkpoint("index-written")
     return index

@@ -151,6 +151,11 @@ class Layout:
         return self.state_dir / SPEC_HASH_NAME
 
     @property
+    def build_lock(self) -> Path:
+        """Held (flock) by the build writing to OUT; other builds into OUT are refused meanwhile."""
+        return self.state_dir / "build.lock"
+
+    @property
     def shard_states(self) -> Path:
         """Per-shard rows, rejects and done-markers."""
         return self.state_dir / "shards"
@@ -219,6 +224,18 @@ class Layout:
     def marker_file(state: Path) -> Path:
         """A shard's done-marker: written after its tar, rows and rejects."""
         return state.with_suffix(".done.json")
+
+
+# What other commands write into OUT besides the build's vouched files: not part of the release,
+# so verify neither vouches for them nor reports them as unknown.
+_PRODUCT_DIRS = (STATE_DIR, VALIDATION_DIR, MEDIA_DIR)
+_PRODUCT_FILES = (CURATION_NAME,)
+
+
+def is_product_path(relative: str) -> bool:
+    """Whether a path inside OUT (POSIX, relative) is build state or another command's output."""
+    first = relative.split("/", 1)[0]
+    return first in _PRODUCT_DIRS or relative in _PRODUCT_FILES
 
 
 def media_path(media: Path, split: str, key: str, member: str) -> Path:

@@ -7,6 +7,7 @@ through `ShardWriter.finish`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -17,6 +18,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import webdataset as wds
 
+from forgeset.core.faults import checkpoint
 from forgeset.manifests.layout import Layout, shard_path
 from forgeset.manifests.schema import MANIFEST_SCHEMA, REJECTS_SCHEMA, RejectRecord, SampleRecord, records_table
 
@@ -80,16 +82,27 @@ class ShardWriter:
         # Unique per process: a worker orphaned by a killed build may still be finishing this shard.
         temporary = final.with_name(f"{final.name}.{os.getpid()}{TMP_SUFFIX}")
         ordered = sorted(samples, key=lambda sample: sample["__key__"])
-        with open(temporary, "wb") as handle:
-            writer = wds.TarWriter(
-                handle, user=TAR_OWNER, group=TAR_OWNER, mode=TAR_MODE, mtime=TAR_MTIME, encoder=False
-            )
-            for sample in ordered:
-                writer.write(sample)
-            writer.close()
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with open(temporary, "wb") as handle:
+                writer = wds.TarWriter(
+                    handle, user=TAR_OWNER, group=TAR_OWNER, mode=TAR_MODE, mtime=TAR_MTIME, encoder=False
+                )
+                try:
+                    for sample in ordered:
+                        writer.write(sample)
+                        checkpoint("tar-member")
+                except BaseException:
+                    with contextlib.suppress(Exception):  # closed now, the tar stream never flushes again later
+                        writer.close()
+                    raise
+                writer.close()
+                handle.flush()
+                os.fsync(handle.fileno())
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
         os.replace(temporary, final)
+        checkpoint("tar-written")
         return ShardStats(self.relative_path, len(ordered), final.stat().st_size, file_sha256(final))
 
     def finish(
@@ -101,9 +114,11 @@ class ShardWriter:
         rows = records_table(sorted(records, key=lambda r: r.key), MANIFEST_SCHEMA)
         pq.write_table(rows, Layout.rows_file(self.state))
         pq.write_table(records_table(rejects, REJECTS_SCHEMA), Layout.rejects_file(self.state))
+        checkpoint("rows-written")
         marker = ShardMarker(stats.path, stats.count, stats.bytes, stats.sha256, len(rejects))
         final = Layout.marker_file(self.state)
         temporary = final.with_suffix(".tmp")
         temporary.write_text(json.dumps(asdict(marker), sort_keys=True))
         temporary.replace(final)
+        checkpoint("marker-written")
         return marker

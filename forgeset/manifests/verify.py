@@ -1,4 +1,11 @@
-"""`forgeset verify`: check a built corpus against its own index.json and manifest.parquet."""
+"""`forgeset verify`: check every byte of a built corpus against its own index.json.
+
+Checked: index.json's own content hash; the sha256 and size of the manifest, the rejects, the
+resolved spec and every shard; that spec_sha256 is the hash of spec.resolved.yaml; every sample's
+members, image hash, size and decoding; that each KEY.json equals its manifest row field by field;
+the counts and leakage figures recomputed from the manifest. Files under OUT that the index does
+not know (other than build state and other commands' outputs) are listed; `strict` fails on them.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +20,9 @@ from typing import Any
 from PIL import Image
 
 from forgeset.manifests import layout
+from forgeset.manifests.bias_probe import leakage
 from forgeset.manifests.corpus import Corpus, CorpusError, CorpusSample
+from forgeset.manifests.index import VOUCHED_FILES, count_table
 from forgeset.manifests.schema import LABELS
 from forgeset.manifests.shard_writer import file_sha256
 
@@ -46,9 +55,12 @@ def _check_sample(sample: CorpusSample, localized: bool, sizes: set[int]) -> Non
         meta = json.loads(members[layout.JSON_MEMBER])
     except ValueError as err:
         raise CorpusInvalid(f"{where}: json member does not parse ({err})") from None
-    for field in ("key", "label", "kind", "split", "sha256"):
-        if meta.get(field) != row[field]:
-            raise CorpusInvalid(f"{where}: json {field}={meta.get(field)!r}, manifest {row[field]!r}")
+    expected_meta = sample.member_row
+    if not isinstance(meta, dict) or set(meta) != set(expected_meta):
+        raise CorpusInvalid(f"{where}: json fields differ from the manifest's")
+    for field, value in expected_meta.items():
+        if meta[field] != value or type(meta[field]) is not type(value):
+            raise CorpusInvalid(f"{where}: json {field}={meta[field]!r}, manifest {value!r}")
     if members[layout.CLS_MEMBER] != str(LABELS[row["label"]]).encode():
         raise CorpusInvalid(f"{where}: cls {members[layout.CLS_MEMBER]!r} does not match label {row['label']!r}")
     mask_bytes = members.get(layout.MASK_MEMBER)
@@ -58,17 +70,42 @@ def _check_sample(sample: CorpusSample, localized: bool, sizes: set[int]) -> Non
                 raise CorpusInvalid(f"{where}: mask is {mask.mode} {mask.size}, expected L {dims}")
 
 
-def verify_corpus(out_dir: Path, progress: Callable[[int], None] | None = None) -> dict[str, int]:
-    """Re-hash every shard, decode every image, check members, labels, keys and counts.
+def unlisted_files(corpus: Corpus) -> list[str]:
+    """Files under OUT that index.json does not vouch for (build state and command outputs aside)."""
+    known = set(VOUCHED_FILES) | {layout.INDEX_NAME} | {shard.path for shard in corpus.shards()}
+    found = []
+    for path in sorted(corpus.root.rglob("*")):
+        relative = path.relative_to(corpus.root).as_posix()
+        if (path.is_file() or path.is_symlink()) and relative not in known and not layout.is_product_path(relative):
+            found.append(relative)
+    return found
+
+
+def verify_corpus(out_dir: Path, progress: Callable[[int], None] | None = None, strict: bool = False) -> dict[str, Any]:
+    """Re-hash every file, decode every image, check members, labels, keys, rows and counts.
 
     Raises CorpusError (CorpusInvalid) naming the first file, shard or sample that is wrong;
-    returns totals if all is well.
+    returns totals and the unlisted files if all is well (`strict`: unlisted files are an error).
     """
     corpus = Corpus.open(out_dir)
     index = corpus.index
+    if corpus.table.num_rows != index.samples:
+        raise CorpusInvalid(f"manifest has {corpus.table.num_rows} rows, index.json says {index.samples}")
+    for name in VOUCHED_FILES:
+        corpus.vouched(name)
+    if index.spec_sha256 != index.files[layout.RESOLVED_SPEC_NAME].sha256:
+        raise CorpusInvalid(f"index.json: spec_sha256 is not the sha256 of {layout.RESOLVED_SPEC_NAME}")
+    if corpus.read_rejects().num_rows != index.rejects:
+        raise CorpusInvalid(f"{layout.REJECTS_NAME} has a different number of rows than index.json says")
+    if count_table(corpus.table) != index.counts:
+        raise CorpusInvalid("index.json: counts differ from the manifest's")
+    columns = ["key", "split", "parent_key", "sha256"]
+    if leakage(corpus.table.select(columns).to_pylist()) != index.leakage:
+        raise CorpusInvalid("index.json: leakage figures differ from the manifest's")
+    unlisted = unlisted_files(corpus)
+    if strict and unlisted:
+        raise CorpusInvalid(f"{len(unlisted)} files under {out_dir} are not in index.json, e.g. {unlisted[0]}")
     rows = corpus.rows_by_key
-    if len(rows) != index.samples:
-        raise CorpusInvalid(f"manifest has {len(rows)} rows, index.json says {index.samples}")
     orphan = next((r for r in corpus.rows if r["parent_key"] and r["parent_key"] not in rows), None)
     if orphan:
         raise CorpusInvalid(f"sample {orphan['key']}: parent_key {orphan['parent_key']!r} is not in the manifest")
@@ -98,4 +135,4 @@ def verify_corpus(out_dir: Path, progress: Callable[[int], None] | None = None) 
             progress(count)
     if seen != len(rows):
         raise CorpusInvalid(f"shards hold {seen} samples, manifest lists {len(rows)}")
-    return {"shards": len(index.shards), "samples": seen}
+    return {"shards": len(index.shards), "samples": seen, "unlisted": unlisted}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from typer.testing import CliRunner
 from forgeset.cli import app
 from forgeset.manifests.corpus import Corpus, CorpusError
 from forgeset.manifests.layout import Layout
+from tests.conftest import rehash_index
 
 
 def _set_manifest(out: Path, column: str, value: str) -> None:
@@ -28,13 +28,11 @@ def _set_manifest(out: Path, column: str, value: str) -> None:
     values[row] = value
     index = table.schema.get_field_index(column)
     pq.write_table(table.set_column(index, table.schema.field(column), pa.array(values, pa.string())), path)
+    rehash_index(out)  # "consistent hashes": the doctor recomputes them
 
 
 def _set_index(out: Path, change: Callable[[dict[str, Any]], None]) -> None:
-    path = Layout(out).index
-    index = json.loads(path.read_text())
-    change(index)
-    path.write_text(json.dumps(index))
+    rehash_index(out, change)
 
 
 DOCTORED: dict[str, tuple[Callable[[Path], None], str]] = {
@@ -53,7 +51,33 @@ DOCTORED: dict[str, tuple[Callable[[Path], None], str]] = {
     ),
     "corpus name that is a path": (lambda out: _set_index(out, lambda i: i.update(name="../x")), "field name"),
     "index not JSON": (lambda out: Layout(out).index.write_bytes(b"\xff\xfe{"), "not readable JSON"),
-    "manifest not parquet": (lambda out: Layout(out).manifest.write_bytes(b"PAR1 nope"), "not a readable parquet"),
+    "index truncated": (
+        lambda out: Layout(out).index.write_bytes(Layout(out).index.read_bytes()[:100]),
+        "not readable JSON",
+    ),
+    "index a list": (lambda out: Layout(out).index.write_text("[1, 2]"), "field (top level)"),
+    "index field missing": (lambda out: _set_index(out, lambda i: i.pop("shards")), "field shards"),
+    "index edited, hash kept": (
+        lambda out: Layout(out).index.write_text(
+            Layout(out).index.read_text().replace('"samples": 28', '"samples": 27')
+        ),
+        "field index_sha256",
+    ),
+    "manifest edited, hash kept": (
+        lambda out: Layout(out).manifest.write_bytes(Layout(out).manifest.read_bytes()[:-9] + b"\x00" * 9),
+        "sha256 differs from index.json",
+    ),
+    "manifest not parquet": (
+        lambda out: (Layout(out).manifest.write_bytes(b"PAR1 nope"), rehash_index(out)),
+        "not a readable parquet",
+    ),
+    "manifest column missing": (
+        lambda out: (
+            pq.write_table(pq.read_table(Layout(out).manifest).drop(["seed"]), Layout(out).manifest),
+            rehash_index(out),
+        ),
+        "column seed is missing",
+    ),
 }
 
 
@@ -86,6 +110,7 @@ def test_doctored_corpus_is_refused_naming_file_and_field(corpus_copy: Path, cas
         Corpus.open(corpus_copy)
     message = str(caught.value)
     assert field in message and ("index.json" in message or "manifest.parquet" in message), message
+    assert "\n" not in message  # one line
 
 
 def _files(folder: Path) -> set[str]:
@@ -113,7 +138,7 @@ def test_every_command_refuses_a_doctored_corpus_before_writing(corpus_copy: Pat
     ]
     for command in commands:
         result = CliRunner().invoke(app, command)
-        assert result.exit_code == 1, (command, result.output)
+        assert result.exit_code == 2, (command, result.output)
         assert "Traceback" not in result.output
         assert _files(tmp_path) == before, command
     assert not Path("/tmp/forgeset-escape").exists()

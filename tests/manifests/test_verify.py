@@ -8,11 +8,14 @@ import shutil
 import tarfile
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from forgeset.cli import app
+from forgeset.manifests.layout import Layout
+from tests.conftest import rehash_index
 
 
 @pytest.fixture
@@ -65,13 +68,14 @@ def _rewrite_tar(path: Path, change) -> None:
             archive.addfile(info, io.BytesIO(data))
     path.write_bytes(buffer.getvalue())
     out = path.parent.parent
-    index = json.loads((out / "index.json").read_text())
     from forgeset.manifests.shard_writer import file_sha256
 
-    for entry in index["shards"]:
-        if out / entry["path"] == path:
-            entry["sha256"], entry["bytes"] = file_sha256(path), path.stat().st_size
-    (out / "index.json").write_text(json.dumps(index))
+    def fix(index: dict) -> None:
+        for entry in index["shards"]:
+            if out / entry["path"] == path:
+                entry["sha256"], entry["bytes"] = file_sha256(path), path.stat().st_size
+
+    rehash_index(out, fix)
 
 
 def test_manifest_and_tar_disagreeing_on_label_is_named(corpus_copy: Path) -> None:
@@ -104,10 +108,83 @@ def test_manifest_row_without_a_sample_is_caught(corpus_copy: Path) -> None:
     table = pq.read_table(corpus_copy / "manifest.parquet")
     pq.write_table(table.slice(1), corpus_copy / "manifest.parquet")
     code, output = run_verify(corpus_copy)
+    assert code == 2 and "manifest.parquet: sha256 differs from index.json" in output
+    rehash_index(corpus_copy)
+    code, output = run_verify(corpus_copy)
     assert code == 1 and "manifest has 27 rows, index.json says 28" in output
 
 
 def test_unfinished_build_is_reported(corpus_copy: Path) -> None:
     (corpus_copy / "index.json").unlink()
     code, output = run_verify(corpus_copy)
-    assert code == 1 and "the build did not finish" in output
+    assert code == 2 and "not a finished corpus (the build did not finish: resume it)" in output
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [("prompt", "a doctored prompt"), ("generator", "other-gen"), ("seed", 12345), ("model", "org/other")],
+)
+def test_an_edited_manifest_field_is_caught_with_or_without_new_hashes(
+    corpus_copy: Path, column: str, value: object
+) -> None:
+    table = pq.read_table(Layout(corpus_copy).manifest)
+    row = next(i for i, r in enumerate(table.to_pylist()) if r["label"] == "fake")
+    values = table[column].to_pylist()
+    values[row] = value
+    field = table.schema.field(column)
+    table = table.set_column(table.schema.get_field_index(column), field, pa.array(values, field.type))
+    pq.write_table(table, Layout(corpus_copy).manifest)
+    code, output = run_verify(corpus_copy)
+    assert code == 2 and "manifest.parquet: sha256 differs from index.json" in output
+    rehash_index(corpus_copy)  # the doctor also fixes every hash: the rows no longer match KEY.json
+    code, output = run_verify(corpus_copy)
+    # A generator edit also changes the per-generator counts, which are checked first.
+    expected = "index.json: counts differ" if column == "generator" else f"json {column}="
+    assert code == 1 and expected in output, output
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda i: i["counts"]["all"]["label"].update(fake=99), "index.json: counts differ from the manifest's"),
+        (lambda i: i["leakage"].update(parents_across_splits=5), "index.json: leakage figures differ"),
+        (lambda i: i.update(spec_sha256="0" * 64), "spec_sha256 is not the sha256 of spec.resolved.yaml"),
+        (lambda i: i.update(rejects=3), "rejects.parquet has a different number of rows"),
+    ],
+)
+def test_an_edited_index_is_caught_even_with_a_new_self_hash(corpus_copy: Path, change, message: str) -> None:
+    text = Layout(corpus_copy).index.read_text()
+    Layout(corpus_copy).index.write_text(text.replace('"samples": 28', '"samples": 28 '))  # whitespace: same content
+    assert run_verify(corpus_copy)[0] == 0
+    index = json.loads(text)
+    change(index)
+    Layout(corpus_copy).index.write_text(json.dumps(index))
+    code, output = run_verify(corpus_copy)
+    assert code == 2 and "index_sha256: the content does not match its hash (edited)" in output
+    rehash_index(corpus_copy, change)
+    code, output = run_verify(corpus_copy)
+    assert code == 1 and message in output, output
+
+
+@pytest.mark.parametrize("name", ["spec.resolved.yaml", "rejects.parquet"])
+def test_a_replaced_side_file_is_caught(corpus_copy: Path, name: str) -> None:
+    path = corpus_copy / name
+    path.write_bytes(path.read_bytes() + b"\n")
+    code, output = run_verify(corpus_copy)
+    assert code == 2 and f"{name}: sha256 differs from index.json (the file was altered)" in output
+
+
+def test_an_unlisted_tar_is_reported_and_strict_fails_on_it(corpus_copy: Path) -> None:
+    shutil.copy(corpus_copy / "train" / "00000.tar", corpus_copy / "train" / "00007.tar")
+    (corpus_copy / "validation").mkdir()
+    (corpus_copy / "validation" / "metrics.json").write_text("{}")  # another command's output: not reported
+    code, output = run_verify(corpus_copy)
+    assert (
+        code == 0
+        and "warning: 1 files under OUT are not in index.json (ignored by every reader): train/00007.tar" in output
+    )
+    result = CliRunner().invoke(app, ["verify", "--strict", str(corpus_copy)])
+    assert result.exit_code == 1
+    assert "1 files under" in " ".join(result.output.split()) and "e.g. train/00007.tar" in " ".join(
+        result.output.split()
+    )

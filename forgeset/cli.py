@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import signal
+import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 app = typer.Typer(
@@ -26,13 +30,70 @@ BIAS_GATE_EXIT = 3
 
 
 def _fail(message: str, code: int) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    """Print one error line (user strings in it are never read as rich markup) and exit with `code`."""
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
+def _say(markup: str, *values: object) -> None:
+    """Print a status line: `markup` is ours; each `{}` takes a user value, escaped."""
+    console.print(markup.format(*(escape(str(v)) for v in values)), highlight=False, soft_wrap=True)
+
+
+class StopOnSignal:
+    """While active, SIGINT/SIGTERM ask the build to stop after the shards in flight; a second one stops now.
+
+    The handler only sets an event and writes one raw line (safe inside a signal handler); the
+    build sees the event between shards.
+    """
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.event.is_set():
+            raise KeyboardInterrupt
+        self.signal = signum
+        self.event.set()
+        os.write(2, b"\nstopping: finishing the shards in flight (signal again to stop at once)\n")
+
+    def __enter__(self) -> StopOnSignal:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _is_network_error(err: Exception) -> bool:
+    """Whether `err` says the Hub could not be reached (offline mode, refused, DNS, timeout)."""
+    if isinstance(err, OSError):  # requests' errors and huggingface_hub's OfflineModeIsEnabled
+        return True
+    import importlib
+
+    for client in ("httpx", "httpx2"):  # huggingface_hub's HTTP client, by release
+        try:
+            transport_error = importlib.import_module(client).TransportError
+        except (ImportError, AttributeError):
+            continue
+        if isinstance(err, transport_error):
+            return True
+    return False
+
+
 def _corpus_refused(err: Exception) -> typer.Exit:
-    """A corpus that Corpus.open (or verify) refused: its message names the file and field."""
-    return _fail(str(err), 1)
+    """A corpus command's failure: damage found by verify exits 1; a folder refused on opening exits 2.
+
+    Corpus.open refuses, before anything is written, a folder that is not a finished corpus or
+    whose index or manifest fails validation (a doctored name, path, hash or schema).
+    """
+    from forgeset.manifests.verify import CorpusInvalid
+
+    return _fail(str(err), 1 if isinstance(err, CorpusInvalid) else SPEC_ERROR_EXIT)
 
 
 @build_app.command("dataset")
@@ -56,8 +117,15 @@ def build_dataset_command(
     """Build a sharded WebDataset corpus with manifest and index from SPEC."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from forgeset.builders.build import OutputConflict, build_dataset
-    from forgeset.builders.executors import EXECUTORS, Executor, LocalExecutor, RayExecutor, ShardFailed
+    from forgeset.builders.build import BuildInterrupted, OutputConflict, build_dataset
+    from forgeset.builders.executors import (
+        EXECUTORS,
+        Executor,
+        ExecutorUnavailable,
+        LocalExecutor,
+        RayExecutor,
+        ShardFailed,
+    )
     from forgeset.builders.spec import SpecError, load_spec
 
     if executor_name not in EXECUTORS:
@@ -97,28 +165,46 @@ def build_dataset_command(
         def on_progress(samples: int, shards: int) -> None:
             bar.update(task, completed=samples, shards=f"{shards}/{planned['shards']} shards")
 
+        stop = StopOnSignal()
         try:
-            result = build_dataset(
-                loaded,
-                out_dir,
-                executor=executor,
-                fresh=not resume,
-                overwrite=overwrite,
-                progress=on_progress,
-                on_plan=on_plan,
-            )
+            with stop:
+                result = build_dataset(
+                    loaded,
+                    out_dir,
+                    executor=executor,
+                    fresh=not resume,
+                    overwrite=overwrite,
+                    progress=on_progress,
+                    on_plan=on_plan,
+                    stop=stop.event,
+                )
+        except (BuildInterrupted, KeyboardInterrupt) as err:
+            bar.stop()
+            resume_command = ["forgeset", "build", "dataset", "--spec", str(spec), "--out", str(out_dir)]
+            if executor_name != "ray":
+                resume_command += ["--executor", executor_name]
+            kept = str(err) if isinstance(err, BuildInterrupted) else "stopped at once; finished shards are kept"
+            _say("[yellow]{}[/]; resume with: {}", kept, shlex.join(resume_command))
+            raise typer.Exit(128 + (stop.signal or signal.SIGINT)) from None
         except SpecError as err:
             raise _fail(str(err), SPEC_ERROR_EXIT) from None
         except OutputConflict as err:
             raise _fail(str(err), SPEC_ERROR_EXIT) from None
-        except (ShardFailed, FileNotFoundError, ValueError) as err:
+        except (ShardFailed, ExecutorUnavailable, ValueError) as err:
             raise _fail(str(err), 1) from None
+        except OSError as err:  # disk full, a file-size limit, a read-only OUT
+            where = f" {err.filename}" if err.filename else ""
+            raise _fail(
+                f"cannot write{where}: {err.strerror or err}; free space or raise the limit, then run the same "
+                "command again to resume (finished shards are kept)",
+                1,
+            ) from None
     index = result.index
     reused = f", {result.reused_shards} reused" if result.reused_shards else ""
-    console.print(
+    _say(
         f"[green]built[/] {index['samples']} samples in {len(index['shards'])} shards "
-        f"({result.built_shards} built{reused}), {index['rejects']} rejected -> {result.out_dir}",
-        highlight=False,
+        f"({result.built_shards} built{reused}), {index['rejects']} rejected -> {{}}",
+        result.out_dir,
     )
     from forgeset.manifests.bias_probe import gate_message
 
@@ -129,8 +215,13 @@ def build_dataset_command(
 
 
 @app.command()
-def verify(out: Annotated[Path, typer.Argument(help="a built corpus folder")]) -> None:
-    """Re-hash every shard, decode every sample and check it against index.json and the manifest."""
+def verify(
+    out: Annotated[Path, typer.Argument(help="a built corpus folder")],
+    strict: Annotated[
+        bool, typer.Option("--strict", help="fail on files under OUT that index.json does not list")
+    ] = False,
+) -> None:
+    """Re-hash every file, decode every sample, check rows, counts and members against index.json."""
     from rich.progress import Progress
 
     from forgeset.manifests.corpus import CorpusError
@@ -139,10 +230,18 @@ def verify(out: Annotated[Path, typer.Argument(help="a built corpus folder")]) -
     try:
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task("verifying", total=None)
-            totals = verify_corpus(out, progress=lambda n: bar.advance(task, n))
+            totals = verify_corpus(out, progress=lambda n: bar.advance(task, n), strict=strict)
     except CorpusError as err:
         raise _corpus_refused(err) from None
-    console.print(f"[green]ok[/] {totals['samples']} samples in {totals['shards']} shards", highlight=False)
+    unlisted = totals["unlisted"]
+    if unlisted:
+        shown = ", ".join(unlisted[:5]) + (f" and {len(unlisted) - 5} more" if len(unlisted) > 5 else "")
+        _say(
+            "[yellow]warning:[/] {} files under OUT are not in index.json (ignored by every reader): {}",
+            len(unlisted),
+            shown,
+        )
+    _say(f"[green]ok[/] {totals['samples']} samples in {totals['shards']} shards; every file matches index.json")
 
 
 @app.command()
@@ -162,14 +261,14 @@ def inspect(
         typer.echo(json.dumps(report, indent=2))
         return
     stdout = Console()
-    counts = Table(title=f"{report['name']}: {report['samples']} samples")
+    counts = Table(title=escape(f"{report['name']}: {report['samples']} samples"))
     for column in ("split", "total", "label", "kind", "generator"):
         counts.add_column(column)
     for split, tally in [*report["counts"]["splits"].items(), ("all", report["counts"]["all"])]:
         counts.add_row(
-            split,
+            escape(split),
             str(tally["total"]),
-            *(", ".join(f"{k} {v}" for k, v in tally[f].items()) for f in ("label", "kind", "generator")),
+            *(escape(", ".join(f"{k} {v}" for k, v in tally[f].items())) for f in ("label", "kind", "generator")),
         )
     stdout.print(counts)
     audit = Table(title="format and size per label (real and fake should match)")
@@ -187,7 +286,7 @@ def inspect(
         )
     stdout.print(audit)
     if report["rejects"]:
-        stdout.print("rejected inputs: " + ", ".join(f"{k} {v}" for k, v in report["rejects"].items()))
+        stdout.print("rejected inputs: " + escape(", ".join(f"{k} {v}" for k, v in report["rejects"].items())))
     if report["leakage"]:
         leak = report["leakage"]
         stdout.print(
@@ -225,21 +324,21 @@ def publish(
     from forgeset.manifests.corpus import CorpusError
     from forgeset.manifests.layout import Layout
     from forgeset.manifests.verify import verify_corpus
-    from forgeset.publish.hub import DEFAULT_TIERS, stage_release, upload_release
+    from forgeset.publish.hub import DEFAULT_TIERS, stage_release, upload_release, validate_repo_id
 
-    if "/" not in repo_id:
-        raise _fail(f"--repo-id must be ORG/NAME, got {repo_id!r}", SPEC_ERROR_EXIT)
+    try:
+        validate_repo_id(repo_id)
+    except ValueError as err:
+        raise _fail(f"--repo-id: {err}", SPEC_ERROR_EXIT) from None
     tiers = _tiers(tier) if tier else DEFAULT_TIERS
     try:
         verify_corpus(out)
         folder = dry_run or Layout(out).publish_dir
         files = stage_release(out, folder, repo_id, tiers)
     except CorpusError as err:
-        raise _fail(f"refusing to publish {out}: {err}", 1) from None
+        raise _corpus_refused(type(err)(f"refusing to publish {out}: {err}")) from None
     if dry_run:
-        console.print(
-            f"[green]wrote[/] {len(files)} files for {repo_id} to {folder} (nothing uploaded)", highlight=False
-        )
+        _say(f"[green]wrote[/] {len(files)} files for {{}} to {{}} (nothing uploaded)", repo_id, folder)
         return
     from huggingface_hub import get_token
     from huggingface_hub.errors import HfHubHTTPError
@@ -250,9 +349,16 @@ def publish(
         report = upload_release(folder, files, repo_id, private, batch)
     except HfHubHTTPError as err:
         raise _fail(f"upload to {repo_id} failed (run the same command again to resume): {err}", 1) from None
-    console.print(
-        f"[green]published[/] {report.files} files in {report.batches} commit batches to {repo_id}", highlight=False
-    )
+    except Exception as err:
+        if not _is_network_error(err):
+            raise
+        endpoint = os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+        raise _fail(
+            f"cannot reach the Hub at {endpoint} ({type(err).__name__}: {err}); check the network, HF_ENDPOINT "
+            "and HF_HUB_OFFLINE, then run the same command again to resume",
+            1,
+        ) from None
+    _say(f"[green]published[/] {report.files} files in {report.batches} commit batches to {{}}", repo_id)
 
 
 @app.command()
@@ -273,10 +379,10 @@ def export(
         counts = export_corpus(out, target, layout)
     except CorpusError as err:
         raise _corpus_refused(err) from None
-    console.print(
-        f"[green]exported[/] {sum(counts.values())} files in {len(counts)} folders to {target} "
+    _say(
+        f"[green]exported[/] {sum(counts.values())} files in {len(counts)} folders to {{}} "
         "(lossless copies of the shard members; nothing was re-encoded)",
-        highlight=False,
+        target,
     )
 
 
@@ -342,7 +448,7 @@ def validate(
             str((entry.get(HOLDOUT_SPLIT) or {}).get("auc")),
         )
     Console().print(table)
-    console.print(f"[green]wrote[/] {paths.metrics} and {paths.report.name}", highlight=False)
+    _say("[green]wrote[/] {} and {}", paths.metrics, paths.report.name)
 
 
 @app.command()
@@ -366,16 +472,18 @@ def curate(
             if second is None:
                 raise _fail("usage: forgeset curate sync OUT", SPEC_ERROR_EXIT)
             table = sync_curation(second, name)
-            console.print(f"[green]wrote[/] {table.num_rows} decisions to {Layout(second).curation}", highlight=False)
+            _say(f"[green]wrote[/] {table.num_rows} decisions to {{}}", Layout(second).curation)
             return
         out = Path(first)
         dataset = import_corpus(out, name, media)
-    except (CurationError, CorpusError) as err:
+    except CorpusError as err:
+        raise _corpus_refused(err) from None
+    except CurationError as err:
         raise _fail(str(err), 1) from None
-    console.print(
-        f"[green]imported[/] {len(dataset)} samples into FiftyOne dataset {dataset.name!r}; saved views: "
-        + ", ".join(dataset.list_saved_views()),
-        highlight=False,
+    _say(
+        f"[green]imported[/] {len(dataset)} samples into FiftyOne dataset {{}}; saved views: {{}}",
+        repr(dataset.name),
+        ", ".join(dataset.list_saved_views()),
     )
     if launch:
         import fiftyone as fo
@@ -399,15 +507,25 @@ def filter_command(
 
     try:
         index = filter_corpus(out, target, with_derivatives)
-    except (CurationError, CorpusError) as err:
+    except CorpusError as err:
+        raise _corpus_refused(err) from None
+    except CurationError as err:
         raise _fail(str(err), 1) from None
     derived = index["derived_from"]
-    console.print(
-        f"[green]wrote[/] {index['samples']} samples to {target} ({derived['excluded']} excluded, "
+    _say(
+        f"[green]wrote[/] {index['samples']} samples to {{}} ({derived['excluded']} excluded, "
         f"{derived['relabeled']} relabeled)",
-        highlight=False,
+        target,
     )
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """The console script: `forgeset ...`."""
+    # Past a file-size limit (ulimit -f) the kernel sends SIGXFSZ, which kills the process silently;
+    # ignored, the write fails with EFBIG and the build reports it like a full disk.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     app()
+
+
+if __name__ == "__main__":
+    main()

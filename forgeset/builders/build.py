@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from forgeset.builders.build_lock import BuildLock, BuildLocked
 from forgeset.builders.executors import Executor, RayExecutor
 from forgeset.builders.planner import Plan, ShardPlan, plan_build
+from forgeset.builders.preflight import preflight
 from forgeset.builders.shard_builder import BuildContext, ShardSummary
 from forgeset.builders.spec import LoadedSpec
 from forgeset.manifests import layout
@@ -19,7 +22,16 @@ from forgeset.manifests.shard_writer import file_sha256, read_marker
 
 
 class OutputConflict(Exception):
-    """OUT holds something this build must not silently mix with or delete."""
+    """OUT holds something this build must not silently mix with or delete, or another build writes to it."""
+
+
+class BuildInterrupted(Exception):
+    """The build was asked to stop (SIGINT/SIGTERM); finished shards are kept for a resume."""
+
+    def __init__(self, kept_shards: int, total_shards: int) -> None:
+        super().__init__(f"interrupted: {kept_shards} of {total_shards} shards are finished and kept")
+        self.kept_shards = kept_shards
+        self.total_shards = total_shards
 
 
 @dataclass
@@ -32,13 +44,30 @@ class BuildResult:
     reused_shards: int
 
 
-def prepare_output(out_dir: Path, spec_sha256: str, fresh: bool, overwrite: bool) -> None:
-    """Make OUT ready: new, resumable (same spec), or replaced (--overwrite); refuse otherwise."""
+def prepare_output(out_dir: Path, spec_sha256: str, fresh: bool, overwrite: bool) -> BuildLock:
+    """Make OUT ready: new, resumable (same spec), or replaced (--overwrite); refuse otherwise.
+
+    Returns the build lock, taken before anything in OUT is changed; the caller releases it.
+    """
     paths = layout.Layout(out_dir)
-    state_hash = paths.spec_hash
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if not state_hash.exists():
-            raise OutputConflict(f"{out_dir} exists and is not a forgeset output; choose another --out")
+    if out_dir.exists() and any(out_dir.iterdir()) and not paths.state_dir.is_dir():
+        raise OutputConflict(f"{out_dir} exists and is not a forgeset output; choose another --out")
+    try:
+        lock = BuildLock.acquire(paths.build_lock)
+    except BuildLocked as err:
+        raise OutputConflict(str(err)) from None
+    try:
+        _reset_for(paths, spec_sha256, fresh, overwrite)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def _reset_for(paths: layout.Layout, spec_sha256: str, fresh: bool, overwrite: bool) -> None:
+    """Keep a same-spec build for resuming, or clear OUT (all but the lock) for a fresh or new one."""
+    out_dir, state_hash = paths.root, paths.spec_hash
+    if state_hash.exists():
         existing = state_hash.read_text().strip()
         if existing != spec_sha256 and not overwrite:
             raise OutputConflict(
@@ -47,7 +76,12 @@ def prepare_output(out_dir: Path, spec_sha256: str, fresh: bool, overwrite: bool
             )
         if existing != spec_sha256 or fresh:
             for child in out_dir.iterdir():
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
+                if child == paths.state_dir:
+                    for state in child.iterdir():
+                        if state != paths.build_lock:
+                            shutil.rmtree(state) if state.is_dir() else state.unlink()
+                else:
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
     paths.shard_states.mkdir(parents=True, exist_ok=True)
     state_hash.write_text(spec_sha256 + "\n")
 
@@ -95,16 +129,37 @@ def build_dataset(
     overwrite: bool = False,
     progress: Callable[[int, int], Any] | None = None,
     on_plan: Callable[[int, int, int, int], Any] | None = None,
+    stop: threading.Event | None = None,
 ) -> BuildResult:
     """Build (or resume) the corpus of `loaded` into `out_dir`.
 
     `on_plan(total_samples, total_shards, done_samples, done_shards)` is called once planning is
     done (done = reused from an earlier run); `progress(done_samples, done_shards)` after each shard.
+    When `stop` is set, no further shard is started, shards in flight finish (or are discarded),
+    and BuildInterrupted says how many are kept for a resume.
     """
+    preflight(loaded)  # what would fail later on a worker fails now, before OUT is touched
     spec = loaded.spec
     spec_sha256 = spec.sha256()
     out_dir = out_dir.absolute()
-    prepare_output(out_dir, spec_sha256, fresh, overwrite)
+    lock = prepare_output(out_dir, spec_sha256, fresh, overwrite)
+    try:
+        return _build(loaded, out_dir, spec_sha256, workers, executor, progress, on_plan, stop or threading.Event())
+    finally:
+        lock.release()
+
+
+def _build(
+    loaded: LoadedSpec,
+    out_dir: Path,
+    spec_sha256: str,
+    workers: int | None,
+    executor: Executor | None,
+    progress: Callable[[int, int], Any] | None,
+    on_plan: Callable[[int, int, int, int], Any] | None,
+    stop: threading.Event,
+) -> BuildResult:
+    spec = loaded.spec
     paths = layout.Layout(out_dir)
     write_atomically(paths.resolved_spec, spec.resolved_yaml())
     paths.index.unlink(missing_ok=True)  # the index marks a complete build; it is rewritten last
@@ -125,7 +180,9 @@ def build_dataset(
 
     if pending:
         runner = executor or RayExecutor(workers or os.cpu_count() or 1)
-        runner.run(ctx, pending, shard_done)
+        runner.run(ctx, pending, shard_done, stop)
+    if stop.is_set() and counter["shards"] < len(plan.shards):
+        raise BuildInterrupted(counter["shards"], len(plan.shards))
     states = [(shard.split, ctx.shard_state(shard)) for shard in plan.shards]
     members = layout.sample_members(spec.image.formats(), spec.localized)
     index = finalize(out_dir, spec.name, spec_sha256, spec.image.model_dump(mode="json"), members, states)

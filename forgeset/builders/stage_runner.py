@@ -5,6 +5,7 @@ from __future__ import annotations
 from forgeset.builders.planner import Job, make_source
 from forgeset.builders.shard_builder import BuildContext, StageBatch, load_real
 from forgeset.builders.sources import RealSource
+from forgeset.core.faults import checkpoint
 from forgeset.core.rejection import SampleRejected
 from forgeset.generators import GenerationJob, Generator, ManipulationJob, Manipulator, StageOutput
 from forgeset.generators.base import ParentImage, Stage
@@ -19,6 +20,7 @@ def _source(ctx: BuildContext, sources: dict[str, RealSource], name: str) -> Rea
 
 def run_stage(ctx: BuildContext, stage: Stage, jobs: list[Job], sources: dict[str, RealSource]) -> StageBatch:
     """Generate (text-to-image) or manipulate (real parents decoded here) one planned batch."""
+    checkpoint("stage-batch")
     outputs: dict[str, StageOutput | SampleRejected] = {}
     if isinstance(stage, Generator):
         images = stage.generate([GenerationJob(job.key, job.seed or 0, job.prompt or "") for job in jobs])

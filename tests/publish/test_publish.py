@@ -75,7 +75,7 @@ def test_card_front_matter_and_body(dry_run: Path) -> None:
     )
     assert "| `tiny-sd` | text2image | `builtin:tiny-sd` |" in body
     assert "Metadata-only probe" in body and "32x32 px" in body
-    assert 'datasets.load_dataset("forensics/tiny"' in body
+    assert f"datasets.load_dataset({'forensics/tiny'!r}" in body
     assert {"manifest.parquet", "index.json", "spec.resolved.yaml"} <= {p.name for p in dry_run.iterdir()}
 
 
@@ -173,3 +173,22 @@ def test_publish_refuses_a_corrupt_corpus(tiny_corpus: Path, tmp_path: Path) -> 
     (out / "val" / "00000.tar").write_bytes(b"broken")
     result = CliRunner().invoke(app, ["publish", str(out), "--repo-id", "a/b", "--dry-run", str(tmp_path / "d")])
     assert result.exit_code == 1 and "refusing to publish" in result.output
+
+
+@pytest.mark.parametrize("offline", ["0", "1"])
+def test_an_unreachable_hub_is_one_clear_error(tiny_corpus: Path, tmp_path: Path, offline: str) -> None:
+    import shutil
+    import socket
+
+    out = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, out)
+    with socket.socket() as probe:  # a port on loopback that nothing listens on: connection refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_TOKEN": CANARY, "HF_HUB_OFFLINE": offline}
+    command = [sys.executable, "-m", "forgeset.cli", "publish", str(out), "--repo-id", "forensics/tiny"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    text = " ".join(result.stderr.split())
+    assert result.returncode == 1, text
+    assert f"cannot reach the Hub at http://127.0.0.1:{port}" in text and "run the same command again to resume" in text
+    assert "Traceback" not in text and CANARY not in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
@@ -11,6 +12,10 @@ from forgeset.builders.shard_builder import BuildContext, ShardSummary
 
 class ShardFailed(RuntimeError):
     """A shard could not be built; the message names the shard and the cause."""
+
+
+class ExecutorUnavailable(RuntimeError):
+    """The executor could not start (e.g. Ray); the message says what to try."""
 
 
 def stage_batches(ctx: BuildContext, shard: ShardPlan) -> list[tuple[str, list[Job]]]:
@@ -31,5 +36,15 @@ class Executor(ABC):
     """Runs shards; `on_done` is called in the driver once per finished shard."""
 
     @abstractmethod
-    def run(self, ctx: BuildContext, shards: list[ShardPlan], on_done: Callable[[ShardSummary], None]) -> None:
-        """Build every shard in `shards` (already-finished ones are not passed in)."""
+    def run(
+        self,
+        ctx: BuildContext,
+        shards: list[ShardPlan],
+        on_done: Callable[[ShardSummary], None],
+        stop: threading.Event | None = None,
+    ) -> None:
+        """Build every shard in `shards` (already-finished ones are not passed in).
+
+        Once `stop` is set, start no further shard; shards in flight may finish or be discarded
+        (a discarded shard leaves no done-marker, so a resume rebuilds it).
+        """

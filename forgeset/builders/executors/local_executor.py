@@ -5,6 +5,7 @@ For small corpora, debugging (a breakpoint works), and tests that do not test Ra
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from forgeset.builders.executors.base import Executor, ShardFailed, stage_batches
@@ -18,13 +19,21 @@ from forgeset.generators.base import Stage
 class LocalExecutor(Executor):
     """Each stage's model is loaded once, on first use; shards are built in plan order."""
 
-    def run(self, ctx: BuildContext, shards: list[ShardPlan], on_done: Callable[[ShardSummary], None]) -> None:
+    def run(
+        self,
+        ctx: BuildContext,
+        shards: list[ShardPlan],
+        on_done: Callable[[ShardSummary], None],
+        stop: threading.Event | None = None,
+    ) -> None:
         threads = _torch_threads()
         stages: dict[str, Stage] = {}
         sources: dict[str, RealSource] = {}
         params_by_name = {params.generator_name: params for params in ctx.spec.stages}
         try:
             for shard in shards:
+                if stop is not None and stop.is_set():
+                    return
                 try:
                     batches = []
                     for name, jobs in stage_batches(ctx, shard):
@@ -33,6 +42,8 @@ class LocalExecutor(Executor):
                             stages[name].setup()
                         batches.append(run_stage(ctx, stages[name], jobs, sources))
                     summary = build_shard(ctx, shard, batches)
+                except OSError:
+                    raise  # disk full, a file-size limit: the caller says what to do
                 except Exception as err:  # named like the Ray executor's failures
                     raise ShardFailed(f"shard {shard.path} failed: {type(err).__name__}: {err}") from err
                 on_done(summary)

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from forgeset.builders.executors.base import Executor, ShardFailed, stage_batches
+from forgeset.builders.executors.base import Executor, ExecutorUnavailable, ShardFailed, stage_batches
 from forgeset.builders.planner import Job, ShardPlan, make_stage
 from forgeset.builders.shard_builder import BuildContext, ShardSummary, StageBatch, build_shard
 from forgeset.builders.sources import RealSource
@@ -40,26 +43,61 @@ def _shard_task(ctx: BuildContext, shard: ShardPlan, *batches: StageBatch) -> Sh
     return build_shard(ctx, shard, list(batches))
 
 
-class RayExecutor(Executor):
-    """Local Ray by default (`workers` CPUs); `address` joins an existing cluster."""
+# Ray binds a local cluster's services (GCS, raylet, object manager, agents, workers) to the
+# machine's network address unless its node address is loopback, and this variable, read when
+# `ray` is imported, is what makes Ray pick 127.0.0.1 on Linux (the macOS/Windows behaviour).
+# `ray.init(_node_ip_address="127.0.0.1")` does not: Ray rewrites it to the external address.
+LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 
-    def __init__(self, workers: int, address: str | None = None) -> None:
+
+def local_cluster_on_loopback() -> None:
+    """Make a local Ray cluster started from this process listen on 127.0.0.1 only.
+
+    Set before `import ray` (workers inherit it); if Ray is already imported, its constant is
+    also switched. A cluster joined with --ray-address is left alone: that network is the user's.
+    """
+    os.environ[LOOPBACK_ENV] = "0"
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+class RayExecutor(Executor):
+    """Local Ray by default (`workers` CPUs, every service on 127.0.0.1); `address` joins a cluster."""
+
+    def __init__(self, workers: int, address: str | None = None, stop_grace_s: float = 60.0) -> None:
         self.workers = max(1, workers)
         self.address = address
+        # After a stop request, shards in flight get this long to finish before they are discarded.
+        self.stop_grace_s = stop_grace_s
 
     def _init_ray(self) -> bool:
+        if self.address is None:
+            local_cluster_on_loopback()
         import ray
 
         if ray.is_initialized():
             return False
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-        ray.init(
-            address=self.address,
-            num_cpus=None if self.address else self.workers,
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.ERROR,
-        )
+        # ray.init installs its own SIGTERM handler (a stack dump and SIGABRT); keep the build's.
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            ray.init(
+                address=self.address,
+                num_cpus=None if self.address else self.workers,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.ERROR,
+            )
+        except Exception as err:  # Ray raises several types (ConnectionError, RuntimeError, ...)
+            where = f"the cluster at {self.address}" if self.address else "a local cluster"
+            raise ExecutorUnavailable(
+                f"Ray could not start {where} ({type(err).__name__}: {err}); check /tmp/ray/session_latest/logs, "
+                "or build in this process with --executor local"
+            ) from None
+        for sig, handler in handlers.items():
+            if handler is not None:
+                signal.signal(sig, handler)
         return True
 
     def _actors(self, ctx: BuildContext, shards: list[ShardPlan]) -> dict[str, list[Any]]:
@@ -74,18 +112,28 @@ class RayExecutor(Executor):
                 continue
             on_gpu = gpus > 0 and params.device != "cpu"
             replicas = max(1, min(needed, gpus if on_gpu else self.workers))
-            remote = ray.remote(StageActor).options(num_cpus=0, num_gpus=1 if on_gpu else 0)
+            # A replica that dies (OOM, a lost node) is restarted and its batch re-run: same bytes.
+            remote = ray.remote(StageActor).options(
+                num_cpus=0, num_gpus=1 if on_gpu else 0, max_restarts=2, max_task_retries=2
+            )
             actors[name] = [remote.remote(params, ctx) for _ in range(replicas)]
         return actors
 
-    def run(self, ctx: BuildContext, shards: list[ShardPlan], on_done: Callable[[ShardSummary], None]) -> None:
+    def run(
+        self,
+        ctx: BuildContext,
+        shards: list[ShardPlan],
+        on_done: Callable[[ShardSummary], None],
+        stop: threading.Event | None = None,
+    ) -> None:
         import ray
 
         owns_ray = self._init_ray()
         actors: dict[str, list[Any]] = {}
         try:
             actors = self._actors(ctx, shards)
-            task = ray.remote(_shard_task).options(num_cpus=1, max_retries=0)
+            # A shard task is idempotent (temporary name, rename, marker last): retry a lost worker.
+            task = ray.remote(_shard_task).options(num_cpus=1, max_retries=2)
             turn = dict.fromkeys(actors, 0)
 
             def submit(shard: ShardPlan) -> Any:
@@ -101,19 +149,32 @@ class RayExecutor(Executor):
             queue: Iterator[ShardPlan] = iter(shards)
             pending: dict[Any, ShardPlan] = {}
             window = 2 * self.workers
+            stopping_since: float | None = None
             while True:
-                for shard in queue:
-                    pending[submit(shard)] = shard
-                    if len(pending) >= window:
-                        break
+                if stop is None or not stop.is_set():
+                    while len(pending) < window and (shard := next(queue, None)) is not None:
+                        pending[submit(shard)] = shard
+                elif stopping_since is None:
+                    stopping_since = time.monotonic()
                 if not pending:
                     break
-                ready, _ = ray.wait(list(pending), num_returns=1)
+                if stopping_since is not None and time.monotonic() - stopping_since > self.stop_grace_s:
+                    for ref in pending:  # discarded: no done-marker, so a resume rebuilds them
+                        ray.cancel(ref, force=True)
+                    break
+                # A timeout, so that a stop request is seen while shards are in flight.
+                ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+                if not ready:
+                    continue
                 shard = pending.pop(ready[0])
                 try:
                     summary = ray.get(ready[0])
                 except ray.exceptions.RayError as err:
+                    if stop is not None and stop.is_set():
+                        continue  # a worker interrupted along with the build: the shard is discarded
                     cause = getattr(err, "cause", None) or err
+                    if isinstance(cause, OSError):
+                        raise cause from None  # disk full, a file-size limit: the caller says what to do
                     raise ShardFailed(f"shard {shard.path} failed: {type(cause).__name__}: {cause}") from err
                 on_done(summary)
         finally:

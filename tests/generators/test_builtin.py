@@ -48,7 +48,24 @@ def test_builtins_load_through_from_pretrained_with_safetensors() -> None:
         materialize_builtin("builtin:tiny-sd-inpaint"), use_safetensors=True
     )
     assert inpaint.unet.config.in_channels == 9
-    assert set(builtin_names()) == {"builtin:tiny-sd", "builtin:tiny-sd-inpaint", "builtin:tiny-vae"}
+    assert set(builtin_names()) == {
+        f"builtin:{name}"
+        for name in (
+            "tiny-sd",
+            "tiny-sd-inpaint",
+            "tiny-vae",
+            "sd15-random",
+            "sdxl-random",
+            "tiny-sdxl",
+            "tiny-sdxl-turbo",
+            "tiny-lcm",
+            "tiny-sd3",
+            "tiny-flux",
+            "tiny-pixart-sigma",
+            "tiny-kandinsky22",
+            "tiny-dit",
+        )
+    }
 
 
 def test_unknown_builtin_lists_the_known_ones() -> None:

@@ -90,6 +90,10 @@ def materialize_builtin(model: str) -> Path:
     try:
         built = _RECIPES[name].build(scratch / "parts")
         built.save_pretrained(scratch / "model", safe_serialization=True)
+        # A model card, as a Hub model has: random weights from forgeset's own recipe.
+        (scratch / "model" / "README.md").write_text(
+            f"---\nlicense: apache-2.0\n---\n# {model}\nRandom weights built by forgeset from recipe {revision}.\n"
+        )
         (scratch / "model" / ".complete").write_text(revision)
         try:
             os.rename(scratch / "model", target)
@@ -102,4 +106,4 @@ def materialize_builtin(model: str) -> Path:
 
 
 # Every family registers its models when imported (one import line per family file).
-from forgeset.generators.builtin import sd  # noqa: E402, F401
+from forgeset.generators.builtin import dit, flux, kandinsky, pixart, sd, sd3, sdxl  # noqa: E402, F401

@@ -137,3 +137,58 @@ register_builtin(
     {"unet": _UNET, "vae": _VAE, "text": _TEXT, "scheduler": _SCHEDULER, "in_channels": 9},
 )
 register_builtin("tiny-vae", _build_tiny_vae, {"vae": _VAE})
+
+
+# Stable Diffusion 1.5's architecture at full size, random weights: the FLOPs (and so the speed)
+# of the real checkpoint, with nothing downloaded. For benchmarks and the real-size code path.
+_SD15_UNET = {"sample_size": 64, "cross_attention_dim": 768}  # UNet2DConditionModel's defaults are SD1.x's
+_SD15_VAE = {
+    "block_out_channels": [128, 256, 512, 512],
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "latent_channels": 4,
+    "sample_size": 512,
+}
+_SD15_TEXT: dict[str, Any] = {
+    "vocab_size": 1000,  # the character tokenizer's ids; the real CLIP vocabulary only adds embedding rows
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "max_position_embeddings": 77,
+    "hidden_act": "quick_gelu",
+    "bos_token_id": 0,
+    "eos_token_id": 1,
+    "pad_token_id": 1,
+}
+
+
+def build_sd15_random(scratch: Path) -> Any:
+    """SD1.5's UNet (860M parameters), VAE and CLIP ViT-L text encoder, seeded random weights."""
+    import torch
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(WEIGHT_SEED + 20)
+    unet = UNet2DConditionModel(**_SD15_UNET)
+    torch.manual_seed(WEIGHT_SEED + 21)
+    vae = AutoencoderKL(**_SD15_VAE)
+    torch.manual_seed(WEIGHT_SEED + 22)
+    text_encoder = CLIPTextModel(CLIPTextConfig(**_SD15_TEXT))
+    return StableDiffusionPipeline(
+        unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=char_clip_tokenizer(scratch / "tok"),
+        scheduler=ddim_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+register_builtin(
+    "sd15-random",
+    build_sd15_random,
+    {"unet": _SD15_UNET, "vae": _SD15_VAE, "text": _SD15_TEXT, "scheduler": _SCHEDULER},
+)

@@ -40,6 +40,39 @@ def _say(markup: str, *values: object) -> None:
     console.print(markup.format(*(escape(str(v)) for v in values)), highlight=False, soft_wrap=True)
 
 
+def _print_plan(loaded: Any) -> None:
+    """`--plan-only`: plan the spec (sources listed, no model loaded, nothing written) and print it."""
+    from forgeset.builders.plan_report import summarize_plan
+    from forgeset.builders.planner import plan_build
+    from forgeset.builders.preflight import preflight
+    from forgeset.builders.spec import SpecError
+
+    try:
+        preflight(loaded, check_models=False)
+        summary = summarize_plan(plan_build(loaded.spec, loaded.base_dir))
+    except SpecError as err:
+        raise _fail(str(err), SPEC_ERROR_EXIT) from None
+    stdout = Console()
+    splits = Table(title=escape(f"{summary['name']}: {summary['samples']} samples in {summary['shards']} shards"))
+    for column in ("split", "samples", "shards"):
+        splits.add_column(column)
+    for split, entry in summary["splits"].items():
+        splits.add_row(escape(split), str(entry["samples"]), str(entry["shards"]))
+    stdout.print(splits)
+    stages = Table(title="generators and manipulations (GPU time: SD1.5-equivalent seconds on one H100)")
+    for column in ("name", "type", "model", "samples", "steps", "size", "est. GPU s"):
+        stages.add_column(column)
+    for name, entry in summary["generators"].items():
+        stages.add_row(
+            *(escape(str(v)) for v in (name, entry["type"], entry["model"], entry["samples"], entry["steps"])),
+            str(entry["size"]),
+            str(entry["est_gpu_s"]),
+        )
+    stdout.print(stages)
+    hours = summary["est_gpu_s"] / 3600
+    stdout.print(f"estimated GPU time: {summary['est_gpu_s']} s ({hours:.2f} h); nothing was loaded or written")
+
+
 class StopOnSignal:
     """While active, SIGINT/SIGTERM ask the build to stop after the shards in flight; a second one stops now.
 
@@ -113,6 +146,10 @@ def build_dataset_command(
     executor_name: Annotated[
         str, typer.Option("--executor", help="ray (local cluster or --ray-address) or local (in this process)")
     ] = "ray",
+    plan_only: Annotated[
+        bool,
+        typer.Option("--plan-only", help="print the plan, its counts and a GPU-time estimate; load and write nothing"),
+    ] = False,
 ) -> None:
     """Build a sharded WebDataset corpus with manifest and index from SPEC."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -136,6 +173,9 @@ def build_dataset_command(
         loaded = load_spec(spec)
     except SpecError as err:
         raise _fail(str(err), SPEC_ERROR_EXIT) from None
+    if plan_only:
+        _print_plan(loaded)
+        return
     out_dir = out or Path("out") / loaded.spec.name
     executor: Executor = (
         LocalExecutor() if executor_name == "local" else RayExecutor(workers or os.cpu_count() or 1, ray_address)

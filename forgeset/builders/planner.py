@@ -10,11 +10,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from forgeset.builders.prompts import prompt_sources
+from forgeset.builders.prompts.base import PromptItem
 from forgeset.builders.sources import RealItem, RealSource, real_sources
 from forgeset.builders.spec import Spec, SpecError
 from forgeset.core.seeds import sample_seed, unit_draw
 from forgeset.generators import GeneratorParams
-from forgeset.generators.base import Stage, stage_class
+from forgeset.generators.base import Generator, Stage, stage_class
 from forgeset.manifests import layout
 
 
@@ -92,9 +93,14 @@ def _assign_split(spec: Spec, group: str) -> str:
 def _real_jobs(spec: Spec, base_dir: Path) -> tuple[list[Job], dict[str, list[tuple[str, str | None]]]]:
     jobs: list[Job] = []
     captions: dict[str, list[tuple[str, str | None]]] = {}
-    for params in spec.real:
+    for index, params in enumerate(spec.real):
         name = params.source_name
-        items = make_source(params, base_dir).items()
+        try:
+            items = make_source(params, base_dir).items()
+        except (OSError, ValueError) as err:  # unreachable or unreadable (offline Hub, a vanished folder)
+            raise SpecError(
+                "<spec>", [(f"real[{index}]", f"cannot list {name}: {type(err).__name__}: {err}")]
+            ) from None
         keyed = [(f"{name}-{index:08d}", item) for index, item in enumerate(items)]
         captions[name] = [(key, item.caption) for key, item in keyed]
         for key, item in keyed:
@@ -123,8 +129,10 @@ def _generated_jobs(spec: Spec, base_dir: Path, captions: dict) -> list[Job]:
     jobs: list[Job] = []
     for params in spec.generate:
         name = params.generator_name
-        kind = stage_class(params).kind
-        prompts = _prompt_texts(spec, params, base_dir, captions)
+        stage = stage_class(params)
+        kind = stage.kind
+        own = stage.own_prompts(params) if issubclass(stage, Generator) else None
+        prompts = [PromptItem(text) for text in own] if own else _prompt_texts(spec, params, base_dir, captions)
         for index in range(params.count):
             key = f"{name}-{index:08d}"
             prompt = prompts[index % len(prompts)]

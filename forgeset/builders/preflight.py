@@ -26,8 +26,12 @@ Problem = tuple[str, str]
 _MODEL_FILES = ("model_index.json", "config.json")
 
 
-def preflight(loaded: LoadedSpec) -> None:
-    """Raise SpecError(spec, [(field path, message)]) for every problem a build would meet later."""
+def preflight(loaded: LoadedSpec, check_models: bool = True) -> None:
+    """Raise SpecError(spec, [(field path, message)]) for every problem a build would meet later.
+
+    `check_models=False` (for `--plan-only`) skips what only loading needs: model availability
+    and the CUDA device.
+    """
     spec, base_dir = loaded.spec, loaded.base_dir
     problems: list[Problem] = []
     for index, source in enumerate(spec.real):
@@ -41,11 +45,11 @@ def preflight(loaded: LoadedSpec) -> None:
     stages = [(f"generate[{i}]", g, True) for i, g in enumerate(spec.generate)]
     stages += [(f"manipulate[{i}]", m, False) for i, m in enumerate(spec.manipulate)]
     for where, params, generates in stages:
-        problem = _model_problem(params, base_dir)
+        problem = _model_problem(params, base_dir) if check_models else None
         if problem:
             problems.append((f"{where}.model", problem))
         problems += _size_problems(where, params, spec.image.size, generates)
-    if any(params.device == "cuda" for _, params, _ in stages) and not _cuda_available():
+    if check_models and any(params.device == "cuda" for _, params, _ in stages) and not _cuda_available():
         problems += [
             (f"{where}.device", f"cuda is asked for but {_no_cuda_reason()}; set device: auto (or cpu)")
             for where, params, _ in stages

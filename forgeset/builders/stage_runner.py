@@ -23,8 +23,13 @@ def run_stage(ctx: BuildContext, stage: Stage, jobs: list[Job], sources: dict[st
     checkpoint("stage-batch")
     outputs: dict[str, StageOutput | SampleRejected] = {}
     if isinstance(stage, Generator):
-        images = stage.generate([GenerationJob(job.key, job.seed or 0, job.prompt or "") for job in jobs])
-        outputs = {job.key: StageOutput(pixels=image) for job, image in zip(jobs, images, strict=True)}
+        generation_jobs = [GenerationJob(job.key, job.seed or 0, job.prompt or "") for job in jobs]
+        images = stage.generate(generation_jobs)
+        used = stage.prompts_used(generation_jobs)
+        outputs = {
+            job.key: StageOutput(pixels=image, prompt_used=text)
+            for job, image, text in zip(jobs, images, used, strict=True)
+        }
         return StageBatch(outputs, stage.recipe())
     assert isinstance(stage, Manipulator)
     ready, parents = [], []

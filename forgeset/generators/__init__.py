@@ -1,6 +1,6 @@
 """Generators and manipulations; importing this package registers every type."""
 
-from forgeset.generators import inpaint, launder, text2image  # noqa: F401
+from forgeset.generators import class2image, inpaint, launder, text2image  # noqa: F401
 from forgeset.generators.base import (
     GenerationJob,
     Generator,

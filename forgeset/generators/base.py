@@ -7,7 +7,7 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -19,6 +19,9 @@ from forgeset.core.rejection import SampleRejected
 from forgeset.core.strict_model import StrictModel
 from forgeset.manifests.schema import StageRecipe
 
+# The planned batch of `batch_size: auto`; on a GPU the generator halves it until a batch fits.
+AUTO_BATCH = 32
+
 
 class GeneratorParams(StrictModel):
     """Fields every generator has; subclasses add theirs and a `type` literal."""
@@ -29,7 +32,9 @@ class GeneratorParams(StrictModel):
     revision: str | None = Field(None, description="Hub revision (branch, tag or commit)")
     license: str | None = Field(None, description="the model's license, shown in the dataset card")
     count: int = Field(gt=0, description="number of images to generate")
-    batch_size: int = Field(8, gt=0)
+    batch_size: Annotated[int, Field(gt=0)] | Literal["auto"] = Field(
+        8, description="images per model call; auto: the largest that fits the GPU, at most AUTO_BATCH"
+    )
     size: int | None = Field(None, ge=8, le=4096, description="generation size; default: image.size")
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
         "auto", description="auto: float16 on CUDA, float32 on CPU"
@@ -38,6 +43,11 @@ class GeneratorParams(StrictModel):
     prompts: prompt_sources.params_union() | None = Field(  # type: ignore[valid-type]
         None, description="prompts for this generator; default: the spec's top-level prompts"
     )
+
+    @property
+    def planned_batch_size(self) -> int:
+        """The batch the plan deals jobs in (with `auto`, the generator may split it to fit memory)."""
+        return AUTO_BATCH if self.batch_size == "auto" else self.batch_size
 
     @property
     def generator_name(self) -> str:
@@ -101,6 +111,15 @@ class Generator(Stage):
     def generate(self, jobs: list[GenerationJob]) -> list[np.ndarray]:
         """One HxWx3 uint8 array per job, in job order; a job's pixels depend only on its seed."""
 
+    @classmethod
+    def own_prompts(cls, params: GeneratorParams) -> list[str] | None:
+        """Prompts the generator deals from its own params (e.g. class names), instead of a prompt source."""
+        return None
+
+    def prompts_used(self, jobs: list[GenerationJob]) -> list[str | None]:
+        """Per job, the text the model actually saw where its tokenizer cut the prompt; else None."""
+        return [None] * len(jobs)
+
 
 generators: Registry = Registry("generator")
 
@@ -125,6 +144,7 @@ class StageOutput:
     strength: float | None = None
     psnr: float | None = None
     ssim: float | None = None
+    prompt_used: str | None = None
     ops: list[dict[str, Any]] = field(default_factory=list)
 
 

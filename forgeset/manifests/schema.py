@@ -26,7 +26,10 @@ class StageRecipe:
 
     model: str | None = None
     revision: str | None = None
+    pipeline: str | None = None
     scheduler: str | None = None
+    scheduler_config: str | None = None
+    license: str | None = None
     steps: int | None = None
     guidance: float | None = None
     dtype: str | None = None
@@ -51,8 +54,11 @@ class SampleRecord:
     generator: str | None
     model: str | None
     revision: str | None
+    pipeline: str | None
     scheduler: str | None
+    scheduler_config: str | None
     prompt: str | None
+    prompt_used: str | None
     seed: int | None
     steps: int | None
     guidance: float | None

@@ -51,12 +51,10 @@ def test_the_shipped_offline_specs_pass(tmp_path: Path) -> None:
 
 
 def test_unknown_builtin_model(tmp_path: Path) -> None:
-    assert _problems(tmp_path, tiny_spec(generate=[_stage(model="builtin:tiny-sdxl")])) == [
-        (
-            "generate[0].model",
-            "unknown builtin model 'builtin:tiny-sdxl'; use one of builtin:tiny-sd, builtin:tiny-sd-inpaint, "
-            "builtin:tiny-vae",
-        )
+    from forgeset.generators.builtin import builtin_names
+
+    assert _problems(tmp_path, tiny_spec(generate=[_stage(model="builtin:tiny-sdxxl")])) == [
+        ("generate[0].model", f"unknown builtin model 'builtin:tiny-sdxxl'; use one of {', '.join(builtin_names())}")
     ]
 
 

@@ -78,3 +78,150 @@ def test_scheduler_swap_is_applied_and_recorded() -> None:
     assert generator.recipe().scheduler == "EulerAncestralDiscreteScheduler"
     job = GenerationJob("k", seed=3, prompt="a cat")
     assert np.array_equal(generator.generate([job])[0], generator.generate([job])[0])
+
+
+def test_call_arguments_follow_the_pipelines_signature(tiny_generator: DiffusersText2Image) -> None:
+    arguments = tiny_generator.call_arguments(JOBS[:1], ["seed"])
+    assert arguments == {
+        "prompt": ["a cat"],
+        "num_inference_steps": 3,
+        "guidance_scale": 4.0,
+        "height": 32,
+        "width": 32,
+        "generator": ["seed"],
+        "output_type": "np",
+    }
+    # A setting the loaded pipeline cannot honour is refused, not dropped.
+    params = DiffusersText2Image.Params(model="builtin:tiny-sd", count=1, steps=1, max_sequence_length=64)
+    refusing = DiffusersText2Image(params, Path("."), image_size=32)
+    with pytest.raises(ValueError, match="the StableDiffusionPipeline pipeline takes no max_sequence_length"):
+        refusing.setup()
+
+
+def test_recipe_names_pipeline_scheduler_config_and_the_card_license(tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from forgeset.generators.builtin import materialize_builtin
+
+    folder = tmp_path / "model"
+    shutil.copytree(materialize_builtin("builtin:tiny-sd"), folder)
+    (folder / "README.md").write_text("---\nlicense: creativeml-openrail-m\ntags: [x]\n---\n# a card\n")
+    params = DiffusersText2Image.Params(model=str(folder), count=1, steps=2)
+    generator = DiffusersText2Image(params, Path("."), image_size=32)
+    generator.setup()
+    recipe = generator.recipe()
+    assert (recipe.pipeline, recipe.scheduler, recipe.license) == (
+        "StableDiffusionPipeline",
+        "DDIMScheduler",
+        "creativeml-openrail-m",
+    )
+    config = json.loads(recipe.scheduler_config or "{}")
+    assert config["beta_schedule"] == "scaled_linear" and config["steps_offset"] == 1
+
+
+def test_native_size_generates_at_the_models_size() -> None:
+    params = DiffusersText2Image.Params(model="builtin:tiny-sd", count=1, steps=1, native_size=True)
+    generator = DiffusersText2Image(params, Path("."), image_size=32)
+    generator.setup()
+    # The tiny UNet's sample_size (16) times the VAE's scale factor (8).
+    assert generator.size == 128 and generator.recipe().gen_size == 128
+    assert generator.generate(JOBS[:1])[0].shape == (128, 128, 3)
+
+
+def test_a_prompt_cut_by_the_tokenizer_records_the_text_the_model_saw(tiny_generator: DiffusersText2Image) -> None:
+    long = GenerationJob("long", seed=1, prompt=" ".join(["abc"] * 40))  # 120 characters: over 77 tokens
+    used = tiny_generator.prompts_used([JOBS[0], long])
+    assert used[0] is None
+    assert used[1] is not None and long.prompt.startswith(used[1]) and 0 < len(used[1]) < len(long.prompt)
+
+
+@pytest.mark.parametrize(
+    ("setting", "tolerance"), [({"channels_last": True}, 1), ({"dtype": "bfloat16"}, 48), ({"compile": True}, 1)]
+)
+def test_speed_settings_give_the_plain_paths_images_within_a_tolerance(setting: dict, tolerance: int) -> None:
+    """Max |difference| in 0..255: channels_last picks other conv kernels (float rounding, 1 level);
+    bfloat16 keeps 8 mantissa bits through 2 denoising steps and the VAE; torch.compile fuses kernels
+    (float rounding, 1 level; compiling the tiny UNet takes about a minute on 2 CPU cores)."""
+    plain = DiffusersText2Image(DiffusersText2Image.Params(model="builtin:tiny-sd", count=1, steps=2), Path("."), 32)
+    fast = DiffusersText2Image(
+        DiffusersText2Image.Params(model="builtin:tiny-sd", count=1, steps=2, **setting), Path("."), 32
+    )
+    plain.setup()
+    fast.setup()
+    for a, b in zip(plain.generate(JOBS), fast.generate(JOBS), strict=True):
+        assert np.abs(a.astype(int) - b.astype(int)).max() <= tolerance
+
+
+@pytest.mark.parametrize(
+    ("model", "settings", "message"),
+    [
+        (
+            "builtin:tiny-lcm",
+            {"negative_prompt": "blurry"},
+            "LatentConsistencyModelPipeline pipeline takes no negative_prompt",
+        ),
+        (
+            "builtin:tiny-flux",
+            {"negative_prompt": "blurry"},
+            "guidance is distilled; its negative prompt is used only with",
+        ),
+        ("builtin:tiny-sd", {"negative_prompt": "blurry", "guidance": 1.0}, "a negative prompt needs guidance > 1"),
+        ("builtin:tiny-sdxl", {"true_cfg_scale": 2.0}, "StableDiffusionXLPipeline pipeline takes no true_cfg_scale"),
+    ],
+)
+def test_a_setting_a_pipeline_would_ignore_is_refused(model: str, settings: dict, message: str) -> None:
+    generator = DiffusersText2Image(
+        DiffusersText2Image.Params(model=model, count=1, steps=1, **settings), Path("."), 32
+    )
+    with pytest.raises(ValueError, match=message):
+        generator.setup()
+
+
+def test_flux_takes_a_negative_prompt_with_true_cfg() -> None:
+    params = DiffusersText2Image.Params(
+        model="builtin:tiny-flux", count=1, steps=2, guidance=3.5, negative_prompt="blurry", true_cfg_scale=2.0
+    )
+    generator = DiffusersText2Image(params, Path("."), 32)
+    generator.setup()
+    arguments = generator.call_arguments(JOBS[:1], ["seed"])
+    assert arguments["true_cfg_scale"] == 2.0 and arguments["negative_prompt"] == ["blurry"]
+    assert generator.recipe().pipeline == "FluxPipeline" and generator.recipe().license == "apache-2.0"
+    assert generator.generate(JOBS[:2])[0].shape == (32, 32, 3)
+
+
+def test_the_gpu_path_quantizes_on_the_device_to_the_same_bytes(tiny_generator: DiffusersText2Image) -> None:
+    """On CUDA the pipeline returns a tensor that is rounded to uint8 before leaving the GPU."""
+    on_host = tiny_generator.generate(JOBS)
+    tiny_generator._device = "cuda"  # only the output path changes; the pipeline still runs on the CPU
+    try:
+        on_device = tiny_generator.generate(JOBS)
+    finally:
+        tiny_generator._device = "cpu"
+    assert all(a.dtype == np.uint8 and np.array_equal(a, b) for a, b in zip(on_device, on_host, strict=True))
+
+
+def test_batch_size_auto_plans_32_and_halves_on_out_of_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    params = DiffusersText2Image.Params(model="builtin:tiny-sd", count=5, steps=1, batch_size="auto")
+    assert params.planned_batch_size == 32
+    generator = DiffusersText2Image(params, Path("."), 32)
+    generator.pipe = object()  # no model needed: the batch itself is faked below
+    generator._device = "cuda"
+    calls: list[int] = []
+
+    def fake_batch(jobs: list[GenerationJob]) -> list[np.ndarray]:
+        calls.append(len(jobs))
+        if len(jobs) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return [np.full((32, 32, 3), int(job.key.split("-")[1]), np.uint8) for job in jobs]
+
+    monkeypatch.setattr(generator, "_generate_batch", fake_batch)
+    jobs = [GenerationJob(f"k-{i}", seed=i, prompt="a cat") for i in range(5)]
+    images = generator.generate(jobs)
+    assert [int(image[0, 0, 0]) for image in images] == [0, 1, 2, 3, 4]  # every job once, in order
+    assert calls == [5, 2, 2, 1] and generator._fits == 2
+    for bad in (0, "big"):
+        with pytest.raises(ValueError):
+            DiffusersText2Image.Params(model="builtin:tiny-sd", count=1, batch_size=bad)

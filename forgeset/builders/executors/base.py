@@ -28,7 +28,8 @@ def stage_batches(ctx: BuildContext, shard: ShardPlan) -> list[tuple[str, list[J
     for params in ctx.spec.stages:
         name = params.generator_name
         jobs = [j for j in shard.jobs if j.generator == name and not j.perturb_child]
-        batches += [(name, jobs[start : start + params.batch_size]) for start in range(0, len(jobs), params.batch_size)]
+        size = params.planned_batch_size
+        batches += [(name, jobs[start : start + size]) for start in range(0, len(jobs), size)]
     return batches
 
 

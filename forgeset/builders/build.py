@@ -50,8 +50,8 @@ def prepare_output(out_dir: Path, spec_sha256: str, fresh: bool, overwrite: bool
     Returns the build lock, taken before anything in OUT is changed; the caller releases it.
     """
     paths = layout.Layout(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not paths.state_dir.is_dir():
-        raise OutputConflict(f"{out_dir} exists and is not a forgeset output; choose another --out")
+    if out_dir.exists() and any(out_dir.iterdir()) and not _is_build_output(paths):
+        raise OutputConflict(f"{out_dir} exists and is not a forgeset build's output; choose another --out")
     try:
         lock = BuildLock.acquire(paths.build_lock)
     except BuildLocked as err:
@@ -62,6 +62,17 @@ def prepare_output(out_dir: Path, spec_sha256: str, fresh: bool, overwrite: bool
         lock.release()
         raise
     return lock
+
+
+def _is_build_output(paths: layout.Layout) -> bool:
+    """A build's OUT: it has the spec hash, or only the state an interrupted first attempt left (the lock)."""
+    if paths.spec_hash.is_file():
+        return True
+    if not paths.state_dir.is_dir() or any(p != paths.state_dir for p in paths.root.iterdir()):
+        return False
+    return all(
+        p == paths.build_lock or (p == paths.shard_states and not any(p.iterdir())) for p in paths.state_dir.iterdir()
+    )
 
 
 def _reset_for(paths: layout.Layout, spec_sha256: str, fresh: bool, overwrite: bool) -> None:
@@ -111,7 +122,7 @@ def remove_leftovers(ctx: BuildContext, plan: Plan, done: set[str]) -> int:
     for folder in paths.split_dirs():
         for path in folder.glob("*") if folder.is_dir() else []:
             if path not in keep_tars:
-                path.unlink()
+                shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
                 removed += 1
     for path in paths.shard_states.glob("*"):
         if path.name.split(".")[0] not in keep_state:

@@ -101,6 +101,7 @@ class DiffusersText2Image(Generator):
         self._dtype = "float32"
         self._revision: str | None = None
         self._call_args: set[str] = set()
+        self._tensor_output = False
         self._license: str | None = None
         # Seconds the first batch took (with `compile`, mostly compilation); the bench reports it.
         self.warmup_s: float | None = None
@@ -124,9 +125,17 @@ class DiffusersText2Image(Generator):
         self.pipe = pipe.to(self._device)
         self._revision = recorded if recorded else hub_commit(self.params.model, self.params.revision)
         self._call_args = set(inspect.signature(pipe.__call__).parameters)
+        # "pt" output is [0, 1] where the pipeline post-processes with an image processor; a
+        # two-stage pipeline (Kandinsky's prior + decoder) returns its decoder's raw [-1, 1].
+        self._tensor_output = getattr(pipe, "image_processor", None) is not None and not hasattr(pipe, "prior_pipe")
         self._check_call_settings(type(pipe).__name__)
         if self.params.native_size and self.params.size is None:
-            self.size = native_size(pipe) or self.size
+            native = native_size(pipe)
+            if native is None:
+                raise ValueError(
+                    f"{self.params.model}: the {type(pipe).__name__} pipeline states no native size; set size"
+                )
+            self.size = native
         denoiser = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
         if denoiser is not None and self.params.channels_last:
             denoiser.to(memory_format=torch.channels_last)
@@ -154,6 +163,8 @@ class DiffusersText2Image(Generator):
         if refused:
             raise ValueError(f"{self.params.model}: the {pipeline} pipeline takes no {', '.join(refused)}")
         if self.params.negative_prompt is None:
+            if self.params.true_cfg_scale is not None:
+                raise ValueError(f"{self.params.model}: true_cfg_scale does nothing without a negative_prompt")
             return
         if getattr(self.pipe, "prior_pipe", None) is not None:  # a two-stage (prior + decoder) pipeline
             raise ValueError(
@@ -200,11 +211,14 @@ class DiffusersText2Image(Generator):
         if tokenizer is None:
             return [None] * len(jobs)
         limit = int(getattr(tokenizer, "model_max_length", 0) or 0)
+        if self.params.max_sequence_length and getattr(self.pipe, "tokenizer_2", None) is None:
+            limit = self.params.max_sequence_length  # a single T5-style encoder (PixArt) reads this many
         used: list[str | None] = []
         for job in jobs:
             ids = tokenizer(job.prompt, truncation=False, add_special_tokens=True)["input_ids"]
             if limit and len(ids) > limit:
-                used.append(tokenizer.decode(ids[:limit], skip_special_tokens=True))
+                kept = tokenizer(job.prompt, truncation=True, max_length=limit)["input_ids"]
+                used.append(tokenizer.decode(kept, skip_special_tokens=True))
             else:
                 used.append(None)
         return used
@@ -239,7 +253,7 @@ class DiffusersText2Image(Generator):
         # Seeds drive CPU generators so a sample's initial noise is the same on any device.
         seeds = [torch.Generator("cpu").manual_seed(job.seed) for job in jobs]
         arguments = self.call_arguments(jobs, seeds)
-        if self._device == "cuda":
+        if self._device == "cuda" and self._tensor_output:
             arguments["output_type"] = "pt"  # pixels leave the GPU as uint8, not float32
         started = time.perf_counter()
         with torch.inference_mode():

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,15 +28,12 @@ from forgeset.core.naming import NAME_MAX_LENGTH, NAME_PATTERN
 from forgeset.imaging.policy import ImagePolicy
 from forgeset.manifests import layout
 from forgeset.manifests.index import SELF_HASH_FIELD, VOUCHED_FILES, index_content_sha256
-from forgeset.manifests.schema import LABELS, MANIFEST_SCHEMA, REJECTS_SCHEMA, member_fields
+from forgeset.manifests.layout import CorpusError
+from forgeset.manifests.schema import FORMAT_VERSION, LABELS, MANIFEST_SCHEMA, REJECTS_SCHEMA, member_fields
 from forgeset.manifests.shard_reader import read_members
 from forgeset.manifests.shard_writer import file_sha256
 
 _SHA256 = r"^[0-9a-f]{64}$"
-
-
-class CorpusError(Exception):
-    """A folder that is not a finished corpus, or one whose files fail validation; names file and field."""
 
 
 class IndexShard(BaseModel):
@@ -72,7 +69,7 @@ class IndexFile(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    format_version: int
+    format_version: Literal[FORMAT_VERSION]  # type: ignore[valid-type]  # pydantic takes the constant
     name: str = Field(pattern=NAME_PATTERN, max_length=NAME_MAX_LENGTH)
     spec_sha256: str = Field(pattern=_SHA256)
     image_policy: ImagePolicy
@@ -171,7 +168,7 @@ class Corpus:
     def _read_index(path: Path) -> IndexFile:
         try:
             data = json.loads(path.read_bytes())
-        except (OSError, ValueError) as err:
+        except (OSError, ValueError, RecursionError) as err:
             raise CorpusError(f"{path}: not readable JSON ({type(err).__name__}: {err})") from None
         try:
             index = IndexFile.model_validate(data)
@@ -222,6 +219,14 @@ class Corpus:
                 raise CorpusError(f"{path}: column {column}: {bad!r} {problem}")
         if pc.count_distinct(table["key"]).as_py() != table.num_rows:
             raise CorpusError(f"{path}: column key: a key is listed twice")
+        shard_split = pc.replace_substring_regex(table["shard"], pattern="/.*$", replacement="")
+        bad = _first_bad(table["key"], pc.equal(shard_split, table["split"]))
+        if bad is not None:
+            raise CorpusError(f"{path}: column split: sample {bad!r} is not in a shard of its split")
+        is_fake = pc.equal(table["label"], "fake")
+        bad = _first_bad(table["key"], pc.equal(is_fake, pc.is_valid(table["generator"])))
+        if bad is not None:
+            raise CorpusError(f"{path}: column generator: sample {bad!r} is a fake without one or a real with one")
         return table
 
     def vouched(self, name: str) -> Path:
@@ -322,12 +327,23 @@ class Corpus:
             raise CorpusError(f"{shard.path}: not a readable tar ({err})") from None
         if current is not None:
             yield self._sample(shard, current, members, rows)
+        listed = self.shard_counts.get(shard.path, 0)
+        if len(seen) != listed:
+            raise CorpusError(f"{shard.path}: holds {len(seen)} samples, the manifest lists {listed}")
 
-    @staticmethod
+    @cached_property
+    def shard_counts(self) -> dict[str, int]:
+        """Manifest rows per shard path."""
+        counts = pc.value_counts(self.table["shard"]).to_pylist()
+        return {entry["values"]: entry["counts"] for entry in counts}
+
     def _sample(
-        shard: IndexShard, key: str, members: dict[str, bytes], rows: dict[str, dict[str, Any]]
+        self, shard: IndexShard, key: str, members: dict[str, bytes], rows: dict[str, dict[str, Any]]
     ) -> CorpusSample:
         row = rows.get(key)
         if row is None or row["shard"] != shard.path:
             raise CorpusError(f"{shard.path}: sample {key!r} is not in the manifest under this shard")
+        expected = set(layout.sample_members([row["format"]], self.localized))
+        if set(members) != expected:
+            raise CorpusError(f"{shard.path}: sample {key} has members {sorted(members)}, expected {sorted(expected)}")
         return CorpusSample(key, shard.split, shard.path, members, row)

@@ -52,7 +52,11 @@ MASK_EXTENSION = "png"
 _SHARD_PATH = re.compile(r"^(?P<split>[a-z_]+)/(?P<index>[0-9]{5})\.tar$")
 
 
-class UnsafePath(ValueError):
+class CorpusError(Exception):
+    """A folder that is not a finished corpus, or one whose files fail validation; names file and field."""
+
+
+class UnsafePath(CorpusError, ValueError):
     """A name from a corpus that would not stay inside the folder it is joined onto."""
 
 

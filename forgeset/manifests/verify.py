@@ -20,7 +20,7 @@ from typing import Any
 from PIL import Image
 
 from forgeset.manifests import layout
-from forgeset.manifests.bias_probe import leakage
+from forgeset.manifests.bias_probe import bias_probe, leakage
 from forgeset.manifests.corpus import Corpus, CorpusError, CorpusSample
 from forgeset.manifests.index import VOUCHED_FILES, count_table
 from forgeset.manifests.schema import LABELS
@@ -53,7 +53,7 @@ def _check_sample(sample: CorpusSample, localized: bool, sizes: set[int]) -> Non
         raise CorpusInvalid(f"{where} is {row['width']} px, the policy allows {sorted(sizes)}")
     try:
         meta = json.loads(members[layout.JSON_MEMBER])
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:
         raise CorpusInvalid(f"{where}: json member does not parse ({err})") from None
     expected_meta = sample.member_row
     if not isinstance(meta, dict) or set(meta) != set(expected_meta):
@@ -65,9 +65,14 @@ def _check_sample(sample: CorpusSample, localized: bool, sizes: set[int]) -> Non
         raise CorpusInvalid(f"{where}: cls {members[layout.CLS_MEMBER]!r} does not match label {row['label']!r}")
     mask_bytes = members.get(layout.MASK_MEMBER)
     if mask_bytes is not None:
-        with Image.open(io.BytesIO(mask_bytes)) as mask:
-            if mask.size != dims or mask.mode != "L":
-                raise CorpusInvalid(f"{where}: mask is {mask.mode} {mask.size}, expected L {dims}")
+        try:
+            with Image.open(io.BytesIO(mask_bytes)) as mask:
+                mask.load()
+                mode, mask_size = mask.mode, mask.size
+        except Exception as err:
+            raise CorpusInvalid(f"{where}: mask does not decode ({err})") from None
+        if mask_size != dims or mode != "L":
+            raise CorpusInvalid(f"{where}: mask is {mode} {mask_size}, expected L {dims}")
 
 
 def unlisted_files(corpus: Corpus) -> list[str]:
@@ -99,9 +104,12 @@ def verify_corpus(out_dir: Path, progress: Callable[[int], None] | None = None, 
         raise CorpusInvalid(f"{layout.REJECTS_NAME} has a different number of rows than index.json says")
     if count_table(corpus.table) != index.counts:
         raise CorpusInvalid("index.json: counts differ from the manifest's")
-    columns = ["key", "split", "parent_key", "sha256"]
-    if leakage(corpus.table.select(columns).to_pylist()) != index.leakage:
+    columns = ["key", "split", "label", "parent_key", "sha256", "width", "height", "bytes", "format", "quality"]
+    rows_for_checks = corpus.table.select(columns).to_pylist()
+    if leakage(rows_for_checks) != index.leakage:
         raise CorpusInvalid("index.json: leakage figures differ from the manifest's")
+    if bias_probe(rows_for_checks) != index.bias_probe:
+        raise CorpusInvalid("index.json: bias_probe differs from the probe recomputed on the manifest")
     unlisted = unlisted_files(corpus)
     if strict and unlisted:
         raise CorpusInvalid(f"{len(unlisted)} files under {out_dir} are not in index.json, e.g. {unlisted[0]}")
@@ -120,11 +128,18 @@ def verify_corpus(out_dir: Path, progress: Callable[[int], None] | None = None, 
         if path.stat().st_size != entry.bytes or file_sha256(path) != entry.sha256:
             raise CorpusInvalid(f"{entry.path}: sha256 differs from index.json (the shard was altered)")
         count = 0
-        for sample in corpus.iter_samples_of(entry):
-            _check_sample(sample, corpus.localized, sizes)
-            if sample.row["split"] != entry.split:
-                raise CorpusInvalid(f"{entry.path}: sample {sample.key} is listed under split {sample.row['split']}")
-            count += 1
+        try:
+            for sample in corpus.iter_samples_of(entry):
+                _check_sample(sample, corpus.localized, sizes)
+                if sample.row["split"] != entry.split:
+                    raise CorpusInvalid(
+                        f"{entry.path}: sample {sample.key} is listed under split {sample.row['split']}"
+                    )
+                count += 1
+        except CorpusInvalid:
+            raise
+        except CorpusError as err:  # the shard's own content is wrong: damage, not a refused folder
+            raise CorpusInvalid(str(err)) from None
         listed = rows_per_shard[entry.path]
         if count != entry.count or listed != entry.count:
             raise CorpusInvalid(

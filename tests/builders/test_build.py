@@ -108,7 +108,7 @@ def test_different_spec_in_existing_out_is_refused(tmp_path: Path, tiny_corpus: 
     result = CliRunner().invoke(
         app, ["build", "dataset", "--spec", str(spec_path), "--out", str(foreign), "--overwrite"]
     )
-    assert result.exit_code == 2 and "is not a forgeset output" in result.output
+    assert result.exit_code == 2 and "is not a forgeset build's output" in " ".join(result.output.split())
     assert (foreign / "thesis.tex").read_text() == "precious"
 
 
@@ -224,3 +224,16 @@ def test_replace_mode_degrades_samples_in_place(tmp_path: Path, build_corpus: Ca
             assert row["perturb_seeds"] is not None and int(row["perturb_seeds"]) >= 0
         else:
             assert row["perturbation"] is None and "gaussian_blur" not in ops
+
+
+def test_a_folder_with_state_but_no_spec_hash_is_not_reused(tmp_path: Path) -> None:
+    """A filtered corpus has .forgeset/ with done-markers but no spec hash: a build must not reuse its shards."""
+    out = tmp_path / "out"
+    Layout(out).shard_states.mkdir(parents=True)
+    Layout.marker_file(Layout(out).shard_state("train", 0)).write_text("{}")
+    (out / "train").mkdir()
+    spec_path = write_spec(tmp_path, tiny_spec())
+    result = CliRunner().invoke(
+        app, ["build", "dataset", "--spec", str(spec_path), "--out", str(out), "--executor", "local"]
+    )
+    assert result.exit_code == 2 and "is not a forgeset build's output" in " ".join(result.output.split())

@@ -225,3 +225,22 @@ def test_batch_size_auto_plans_32_and_halves_on_out_of_memory(monkeypatch: pytes
     for bad in (0, "big"):
         with pytest.raises(ValueError):
             DiffusersText2Image.Params(model="builtin:tiny-sd", count=1, batch_size=bad)
+
+
+@pytest.mark.parametrize("model", ["builtin:tiny-kandinsky22", "builtin:tiny-pixart-sigma", "builtin:tiny-sdxl"])
+def test_the_gpu_output_path_keeps_every_familys_bytes(model: str) -> None:
+    generator = DiffusersText2Image(DiffusersText2Image.Params(model=model, count=1, steps=2), Path("."), 32)
+    generator.setup()
+    on_host = generator.generate(JOBS[:2])
+    generator._device = "cuda"  # the pipeline still runs on the CPU; only the output path changes
+    on_device = generator.generate(JOBS[:2])
+    assert all(np.array_equal(a, b) for a, b in zip(on_device, on_host, strict=True))
+
+
+def test_settings_that_would_do_nothing_are_refused() -> None:
+    kandinsky = DiffusersText2Image.Params(model="builtin:tiny-kandinsky22", count=1, steps=1, native_size=True)
+    with pytest.raises(ValueError, match="pipeline states no native size; set size"):
+        DiffusersText2Image(kandinsky, Path("."), 32).setup()
+    flux = DiffusersText2Image.Params(model="builtin:tiny-flux", count=1, steps=1, true_cfg_scale=2.0)
+    with pytest.raises(ValueError, match="true_cfg_scale does nothing without a negative_prompt"):
+        DiffusersText2Image(flux, Path("."), 32).setup()

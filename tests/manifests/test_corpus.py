@@ -31,6 +31,15 @@ def _set_manifest(out: Path, column: str, value: str) -> None:
     rehash_index(out)  # "consistent hashes": the doctor recomputes them
 
 
+def _null_generator(out: Path) -> None:
+    path = Layout(out).manifest
+    table = pq.read_table(path)
+    values = [None] * table.num_rows
+    index = table.schema.get_field_index("generator")
+    pq.write_table(table.set_column(index, table.schema.field("generator"), pa.array(values, pa.string())), path)
+    rehash_index(out)
+
+
 def _set_index(out: Path, change: Callable[[dict[str, Any]], None]) -> None:
     rehash_index(out, change)
 
@@ -49,6 +58,8 @@ DOCTORED: dict[str, tuple[Callable[[Path], None], str]] = {
         lambda out: _set_index(out, lambda i: i["shards"][0].update(split="escape", path="escape/00000.tar")),
         "field shards.0",
     ),
+    "fake without a generator": (lambda out: _null_generator(out), "column generator"),
+    "row in another split's shard": (lambda out: _set_manifest(out, "split", "val"), "column split"),
     "corpus name that is a path": (lambda out: _set_index(out, lambda i: i.update(name="../x")), "field name"),
     "index not JSON": (lambda out: Layout(out).index.write_bytes(b"\xff\xfe{"), "not readable JSON"),
     "index truncated": (

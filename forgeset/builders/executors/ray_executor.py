@@ -104,19 +104,24 @@ class RayExecutor(Executor):
         import ray
 
         gpus = int(ray.cluster_resources().get("GPU", 0))
-        actors: dict[str, list[Any]] = {}
+        plans: list[tuple[Any, int, bool]] = []
         for params in ctx.spec.stages:
             name = params.generator_name
             needed = sum(1 for shard in shards if any(job.generator == name for job in shard.jobs))
             if not needed:
                 continue
             on_gpu = gpus > 0 and params.device != "cpu"
-            replicas = max(1, min(needed, gpus if on_gpu else self.workers))
+            plans.append((params, max(1, min(needed, gpus if on_gpu else self.workers)), on_gpu))
+        # More GPU replicas than GPUs (several stages, one GPU): they share, or some would never start.
+        gpu_replicas = sum(replicas for _, replicas, on_gpu in plans if on_gpu)
+        share = min(1.0, gpus / gpu_replicas) if gpu_replicas else 0.0
+        actors: dict[str, list[Any]] = {}
+        for params, replicas, on_gpu in plans:
             # A replica that dies (OOM, a lost node) is restarted and its batch re-run: same bytes.
             remote = ray.remote(StageActor).options(
-                num_cpus=0, num_gpus=1 if on_gpu else 0, max_restarts=2, max_task_retries=2
+                num_cpus=0, num_gpus=share if on_gpu else 0, max_restarts=2, max_task_retries=2
             )
-            actors[name] = [remote.remote(params, ctx) for _ in range(replicas)]
+            actors[params.generator_name] = [remote.remote(params, ctx) for _ in range(replicas)]
         return actors
 
     def run(
@@ -130,6 +135,7 @@ class RayExecutor(Executor):
 
         owns_ray = self._init_ray()
         actors: dict[str, list[Any]] = {}
+        pending: dict[Any, ShardPlan] = {}
         try:
             actors = self._actors(ctx, shards)
             # A shard task is idempotent (temporary name, rename, marker last): retry a lost worker.
@@ -147,7 +153,6 @@ class RayExecutor(Executor):
                 return task.remote(ctx, shard, *refs)
 
             queue: Iterator[ShardPlan] = iter(shards)
-            pending: dict[Any, ShardPlan] = {}
             window = 2 * self.workers
             stopping_since: float | None = None
             while True:
@@ -178,6 +183,8 @@ class RayExecutor(Executor):
                     raise ShardFailed(f"shard {shard.path} failed: {type(cause).__name__}: {cause}") from err
                 on_done(summary)
         finally:
+            for ref in pending:  # a failure or a second signal: no task may write into OUT after this
+                ray.cancel(ref, force=True)
             for replicas in actors.values():
                 for actor in replicas:
                     ray.kill(actor)

@@ -34,6 +34,8 @@ from forgeset.manifests.shard_reader import read_members
 from forgeset.manifests.shard_writer import file_sha256
 
 _SHA256 = r"^[0-9a-f]{64}$"
+# The kind of a sample that no generator made (a real input, or a degraded copy of one).
+REAL_KIND = "real"
 
 
 class IndexShard(BaseModel):
@@ -223,10 +225,11 @@ class Corpus:
         bad = _first_bad(table["key"], pc.equal(shard_split, table["split"]))
         if bad is not None:
             raise CorpusError(f"{path}: column split: sample {bad!r} is not in a shard of its split")
-        is_fake = pc.equal(table["label"], "fake")
-        bad = _first_bad(table["key"], pc.equal(is_fake, pc.is_valid(table["generator"])))
+        # By kind, not label: curation may relabel a sample, but what made it does not change.
+        made = pc.not_equal(table["kind"], REAL_KIND)
+        bad = _first_bad(table["key"], pc.equal(made, pc.is_valid(table["generator"])))
         if bad is not None:
-            raise CorpusError(f"{path}: column generator: sample {bad!r} is a fake without one or a real with one")
+            raise CorpusError(f"{path}: column generator: sample {bad!r} is made without one, or real with one")
         return table
 
     def vouched(self, name: str) -> Path:

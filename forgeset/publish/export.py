@@ -25,6 +25,15 @@ from forgeset.manifests.corpus import Corpus
 FORMATS = ("cnndetection", "imagefolder")
 
 
+# The folder of a fake that no generator made: a real relabeled as fake during curation.
+RELABELED_FOLDER = "relabeled"
+
+
+def _fake_folder(row: dict) -> str:
+    """The generator folder a fake goes in (cnndetection layout)."""
+    return str(row["generator"] or RELABELED_FOLDER)
+
+
 def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
@@ -46,13 +55,13 @@ def export_corpus(out_dir: Path, target: Path, layout_name: str) -> dict[str, in
         for row in corpus.rows:
             if row["label"] == "fake":
                 real_split = layout.REALS_FROM.get(row["split"], row["split"])
-                folders_by_real_split.setdefault(real_split, set()).add((row["split"], row["generator"]))
+                folders_by_real_split.setdefault(real_split, set()).add((row["split"], _fake_folder(row)))
         for sample in corpus.iter_samples():
             row, ext = sample.row, sample.image_member
             name = f"{sample.key}.{ext}"
             if row["label"] == "fake":
-                folder = f"{row['split']}/{row['generator']}/1_fake"
-                _write(inside(target, row["split"], row["generator"], "1_fake", name), sample.image)
+                folder = f"{row['split']}/{_fake_folder(row)}/1_fake"
+                _write(inside(target, row["split"], _fake_folder(row), "1_fake", name), sample.image)
                 counts[folder] = counts.get(folder, 0) + 1
                 continue
             first: Path | None = None

@@ -19,13 +19,10 @@ from forgeset.generators.base import (
     Generator,
     GeneratorParams,
     generators,
-    quiet_diffusers,
-    resolve_model,
     runtime_versions,
     to_uint8,
-    torch_device_and_dtype,
 )
-from forgeset.generators.text2image import SCHEDULERS, hub_commit, model_card_license, scheduler_config
+from forgeset.generators.text2image import load_pipeline, model_card_license, scheduler_config
 from forgeset.manifests.schema import StageRecipe
 
 # DiTPipeline calls scheduler.step without the per-sample generators, so a stochastic scheduler
@@ -68,22 +65,9 @@ class DiffusersClass2Image(Generator):
         return [str(name) for name in params.classes]
 
     def setup(self) -> None:
-        import diffusers
-        import torch
         from diffusers import DiTPipeline
 
-        quiet_diffusers()
-        self._device, self._dtype = torch_device_and_dtype(self.params.device, self.params.dtype)
-        location, revision, recorded = resolve_model(self.params.model, self.params.revision, self.base_dir)
-        pipe = DiTPipeline.from_pretrained(
-            location, revision=revision, dtype=getattr(torch, self._dtype), use_safetensors=True
-        )
-        if self.params.scheduler:
-            scheduler_cls = getattr(diffusers, SCHEDULERS[self.params.scheduler])
-            pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
-        pipe.set_progress_bar_config(disable=True)
-        self.pipe = pipe.to(self._device)
-        self._revision = recorded if recorded else hub_commit(self.params.model, self.params.revision)
+        pipe, location, revision = load_pipeline(self, DiTPipeline, self.params.scheduler)
         self._license = self.params.license or model_card_license(location, self.params.model, revision)
         native = class_pipeline_size(pipe)
         if self.params.size is None:

@@ -108,22 +108,10 @@ class DiffusersText2Image(Generator):
         self._fits = params.planned_batch_size
 
     def setup(self) -> None:
-        import diffusers
         import torch
         from diffusers import AutoPipelineForText2Image
 
-        quiet_diffusers()
-        self._device, self._dtype = torch_device_and_dtype(self.params.device, self.params.dtype)
-        location, revision, recorded = resolve_model(self.params.model, self.params.revision, self.base_dir)
-        pipe = AutoPipelineForText2Image.from_pretrained(
-            location, revision=revision, dtype=getattr(torch, self._dtype), use_safetensors=True
-        )
-        if self.params.scheduler:
-            scheduler_cls = getattr(diffusers, SCHEDULERS[self.params.scheduler])
-            pipe.scheduler = scheduler_cls.from_config(pipe.scheduler.config)
-        pipe.set_progress_bar_config(disable=True)
-        self.pipe = pipe.to(self._device)
-        self._revision = recorded if recorded else hub_commit(self.params.model, self.params.revision)
+        pipe, location, revision = load_pipeline(self, AutoPipelineForText2Image, self.params.scheduler)
         self._call_args = set(inspect.signature(pipe.__call__).parameters)
         # "pt" output is [0, 1] where the pipeline post-processes with an image processor; a
         # two-stage pipeline (Kandinsky's prior + decoder) returns its decoder's raw [-1, 1].
@@ -331,3 +319,25 @@ def model_card_license(location: str, model: str, revision: str | None) -> str |
         return None
     value = data.get("license") if isinstance(data, dict) else None
     return str(value) if isinstance(value, str) else None
+
+
+def load_pipeline(stage: Any, loader: Any, scheduler: str | None) -> tuple[Any, str, str | None]:
+    """Load `stage.params.model` with `loader.from_pretrained` (safetensors only) onto the stage's device.
+
+    Sets the stage's `pipe`, `_device`, `_dtype` and `_revision` (the recorded one); swaps in the
+    named scheduler. Returns the pipeline, where it was loaded from and the revision passed.
+    """
+    import diffusers
+    import torch
+
+    quiet_diffusers()
+    params = stage.params
+    stage._device, stage._dtype = torch_device_and_dtype(params.device, params.dtype)
+    location, revision, recorded = resolve_model(params.model, params.revision, stage.base_dir)
+    pipe = loader.from_pretrained(location, revision=revision, dtype=getattr(torch, stage._dtype), use_safetensors=True)
+    if scheduler:
+        pipe.scheduler = getattr(diffusers, SCHEDULERS[scheduler]).from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    stage.pipe = pipe.to(stage._device)
+    stage._revision = recorded if recorded else hub_commit(params.model, params.revision)
+    return stage.pipe, location, revision

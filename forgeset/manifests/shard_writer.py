@@ -48,15 +48,25 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def tar_stamp(path: Path) -> str:
+    """A cheap identity of a written file ("SIZE:MTIME_NS"): resume trusts a marker whose stamp matches."""
+    info = path.stat()
+    return f"{info.st_size}:{info.st_mtime_ns}"
+
+
 @dataclass(frozen=True)
 class ShardMarker:
-    """The done-marker of a shard: what the index records, plus how many inputs were refused."""
+    """The done-marker of a shard: what the index records, how many inputs were refused, the tar's stamp.
+
+    `stamp` is empty in markers written before stamps existed; such a marker is verified by hash.
+    """
 
     path: str
     count: int
     bytes: int
     sha256: str
     rejects: int
+    stamp: str = ""
 
 
 def read_marker(state: Path) -> ShardMarker | None:
@@ -115,7 +125,8 @@ class ShardWriter:
         pq.write_table(rows, Layout.rows_file(self.state))
         pq.write_table(records_table(rejects, REJECTS_SCHEMA), Layout.rejects_file(self.state))
         checkpoint("rows-written")
-        marker = ShardMarker(stats.path, stats.count, stats.bytes, stats.sha256, len(rejects))
+        stamp = tar_stamp(self.out_dir / stats.path)
+        marker = ShardMarker(stats.path, stats.count, stats.bytes, stats.sha256, len(rejects), stamp)
         final = Layout.marker_file(self.state)
         temporary = final.with_suffix(".tmp")
         temporary.write_text(json.dumps(asdict(marker), sort_keys=True))

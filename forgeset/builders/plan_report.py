@@ -8,7 +8,6 @@ The estimate is in SD1.5-equivalent seconds on one H100: plain diffusers at batc
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from forgeset.builders.planner import Plan
@@ -21,11 +20,9 @@ def summarize_plan(plan: Plan) -> dict[str, Any]:
     splits: dict[str, dict[str, int]] = {}
     for shard in plan.shards:
         entry = splits.setdefault(shard.split, {"samples": 0, "shards": 0})
-        entry["samples"] += len(shard.jobs)
+        entry["samples"] += shard.count
         entry["shards"] += 1
-    made = Counter(
-        job.generator for shard in plan.shards for job in shard.jobs if job.generator and not job.perturb_child
-    )
+    made = plan.stage_counts
     generators = {}
     for params in plan.spec.stages:
         name = params.generator_name

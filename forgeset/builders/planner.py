@@ -6,6 +6,7 @@ plans the same shards whatever the worker count, the order of execution or an in
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -54,19 +55,46 @@ class ShardPlan:
         return layout.shard_path(self.split, self.index)
 
 
+@dataclass(frozen=True)
+class ShardRef:
+    """A shard without its jobs: cheap, so thousands fit anywhere; `Plan.shard` materializes it."""
+
+    split: str
+    index: int
+    count: int
+    """Planned jobs in the shard (samples, rejected inputs included)."""
+
+    @property
+    def path(self) -> str:
+        """The shard's path inside OUT, e.g. train/00003.tar."""
+        return layout.shard_path(self.split, self.index)
+
+
 @dataclass
 class Plan:
-    """Everything a build executes."""
+    """Everything a build executes: shard refs in plan order, counts, and jobs on demand."""
 
     spec: Spec
     base_dir: Path
-    shards: list[ShardPlan]
+    shards: list[ShardRef]
     counts: dict[str, int] = field(default_factory=dict)
+    """Planned samples per split."""
+    stage_counts: dict[str, int] = field(default_factory=dict)
+    """Planned model jobs per generator/manipulation name (perturbation children excluded)."""
+    _jobs: dict[tuple[str, int], tuple[Job, ...]] = field(default_factory=dict, repr=False)
 
     @property
     def total_jobs(self) -> int:
         """Number of planned samples (rejected inputs included)."""
-        return sum(len(shard.jobs) for shard in self.shards)
+        return sum(ref.count for ref in self.shards)
+
+    def shard(self, ref: ShardRef) -> ShardPlan:
+        """The jobs of one shard, deterministic, computed on demand."""
+        return ShardPlan(ref.split, ref.index, self._jobs[(ref.split, ref.index)])
+
+    def shard_plans(self) -> list[ShardPlan]:
+        """Deprecated: every shard materialized (only while build/executors move to refs)."""
+        return [self.shard(ref) for ref in self.shards]
 
 
 def make_source(params: object, base_dir: Path) -> RealSource:
@@ -261,7 +289,7 @@ def plan_jobs(spec: Spec, base_dir: Path) -> list[Job]:
     return _hold_out(spec, _seed_perturbations(spec, _attacked_jobs(spec, _perturbed_jobs(spec, jobs))))
 
 
-def plan_build(spec: Spec, base_dir: Path) -> Plan:
+def plan_build(spec: Spec, base_dir: Path, state_dir: Path | None = None) -> Plan:
     """Group jobs into shards per split: whole lineage groups in a seeded order, so a shard holds
     each sample's parent (derived samples are made from it) and shards mix classes."""
     jobs = plan_jobs(spec, base_dir)
@@ -284,4 +312,12 @@ def plan_build(spec: Spec, base_dir: Path) -> Plan:
             for index, chunk in enumerate(chunks)
             if chunk
         )
-    return Plan(spec=spec, base_dir=base_dir, shards=shards, counts=counts)
+    stage_counts = Counter(job.generator for job in jobs if job.generator and not job.perturb_child)
+    return Plan(
+        spec=spec,
+        base_dir=base_dir,
+        shards=[ShardRef(shard.split, shard.index, len(shard.jobs)) for shard in shards],
+        counts=counts,
+        stage_counts={params.generator_name: stage_counts.get(params.generator_name, 0) for params in spec.stages},
+        _jobs={(shard.split, shard.index): shard.jobs for shard in shards},
+    )

@@ -260,6 +260,12 @@ def verify(
     strict: Annotated[
         bool, typer.Option("--strict", help="fail on files under OUT that index.json does not list")
     ] = False,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", min=1, help="worker processes [default: every CPU]")
+    ] = None,
+    hash_only: Annotated[
+        bool, typer.Option("--hash-only", help="check every file's size and sha256 and the manifest; decode nothing")
+    ] = False,
 ) -> None:
     """Re-hash every file, decode every sample, check rows, counts and members against index.json."""
     from rich.progress import Progress
@@ -268,9 +274,16 @@ def verify(
     from forgeset.manifests.verify import verify_corpus
 
     try:
-        with Progress(console=console, transient=True) as bar:
-            task = bar.add_task("verifying", total=None)
-            totals = verify_corpus(out, progress=lambda n: bar.advance(task, n), strict=strict)
+        with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
+            task = bar.add_task("hashing" if hash_only else "verifying", total=None)
+            totals = verify_corpus(
+                out,
+                progress=lambda n: bar.advance(task, n),
+                strict=strict,
+                jobs=jobs,
+                hash_only=hash_only,
+                on_total=lambda n: bar.update(task, total=n),
+            )
     except CorpusError as err:
         raise _corpus_refused(err) from None
     unlisted = totals["unlisted"]
@@ -281,7 +294,8 @@ def verify(
             len(unlisted),
             shown,
         )
-    _say(f"[green]ok[/] {totals['samples']} samples in {totals['shards']} shards; every file matches index.json")
+    checked = "every file matches index.json" + (" (hashes only, nothing decoded)" if hash_only else "")
+    _say(f"[green]ok[/] {totals['samples']} samples in {totals['shards']} shards; {checked}")
 
 
 @app.command()
@@ -297,6 +311,9 @@ def inspect(
         report = audit_corpus(out)
     except CorpusError as err:
         raise _corpus_refused(err) from None
+    for split, labels in report["missing_classes"].items():
+        where = "the corpus" if split == "all" else f"split {split}"
+        _say("[bold red]warning:[/] {} has no {} samples", where, " and no ".join(labels))
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -406,19 +423,48 @@ def export(
     out: Annotated[Path, typer.Argument(help="a built corpus folder")],
     target: Annotated[Path, typer.Argument(help="folder to write")],
     layout: Annotated[str, typer.Option("--format", help="cnndetection | imagefolder")] = "cnndetection",
+    cnn_layout: Annotated[
+        str, typer.Option("--layout", help="cnndetection: per-generator folders, or merged (each real once)")
+    ] = "per-generator",
+    balance: Annotated[
+        bool, typer.Option("--balance", help="cnndetection: a seeded, equal number of reals and fakes per folder")
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", help="the seed of --balance's draw")] = 0,
 ) -> None:
     """Copy the corpus into a folder layout detector code reads (byte copies; nothing re-encoded)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
     from forgeset.manifests.corpus import CorpusError
-    from forgeset.publish.export import FORMATS, export_corpus
+    from forgeset.publish.export import FORMATS, LAYOUTS, export_corpus
 
     if layout not in FORMATS:
         raise _fail(f"--format must be one of {', '.join(FORMATS)}, got {layout!r}", SPEC_ERROR_EXIT)
+    if cnn_layout not in LAYOUTS:
+        raise _fail(f"--layout must be one of {', '.join(LAYOUTS)}, got {cnn_layout!r}", SPEC_ERROR_EXIT)
     if target.exists() and any(target.iterdir()):
         raise _fail(f"{target} exists and is not empty", SPEC_ERROR_EXIT)
-    try:
-        counts = export_corpus(out, target, layout)
-    except CorpusError as err:
-        raise _corpus_refused(err) from None
+    # A bar on a terminal; elsewhere (logs, CI) only the summary line below.
+    with Progress(
+        "{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    ) as bar:
+        task = bar.add_task("exporting", total=None)
+        try:
+            counts = export_corpus(
+                out,
+                target,
+                layout,
+                cnn_layout=cnn_layout,
+                balance=balance,
+                seed=seed,
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
+        except CorpusError as err:
+            raise _corpus_refused(err) from None
     _say(
         f"[green]exported[/] {sum(counts.values())} files in {len(counts)} folders to {{}} "
         "(lossless copies of the shard members; nothing was re-encoded)",

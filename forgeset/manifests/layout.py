@@ -7,7 +7,8 @@ OUT/
   validation/                     metrics.json, report.html, checkpoints/NAME.safetensors
   media/                          images extracted for FiftyOne (SPLIT/KEY.EXT, SPLIT/masks/KEY.png)
   .forgeset/                      build state: spec.sha256, shards/SPLIT-NNNNN.{rows,rejects}.parquet
-                                  and SPLIT-NNNNN.done.json (the done-marker, written last)
+                                  and SPLIT-NNNNN.done.json (the done-marker, written last);
+                                  sources/NAME.parquet (each real source listed once, for resumes)
 ```
 
 Every other module asks this one for a path, a split name or a member name. Names read from a
@@ -35,9 +36,14 @@ RESOLVED_SPEC_NAME = "spec.resolved.yaml"
 CURATION_NAME = "curation.parquet"
 STATE_DIR = ".forgeset"
 SPEC_HASH_NAME = "spec.sha256"
+SOURCE_INDEX_DIR = "sources"
 VALIDATION_DIR = "validation"
 MEDIA_DIR = "media"
 MASKS_DIR = "masks"
+# Croissant (mlcroissant) metadata of a corpus, in the corpus, a release and an export.
+CROISSANT_NAME = "croissant.json"
+# A dataset card / an export's README with its `configs` and `dataset_info` front matter.
+CARD_NAME = "README.md"
 # The files a release carries beside its shards.
 SIDE_FILES = (MANIFEST_NAME, INDEX_NAME, RESOLVED_SPEC_NAME, REJECTS_NAME)
 
@@ -93,11 +99,11 @@ def parse_shard_path(path: str) -> tuple[str, int] | None:
     return match["split"], int(match["index"])
 
 
-def path_inside(target: Path, *parts: str) -> Path:
-    """`target / part / ...`, refusing any part that could leave `target`.
+def relative_name(target: object, *parts: str) -> str:
+    """`part/...` joined as POSIX, refusing any part that could leave `target` (named in the error).
 
-    Each part must be a non-empty relative POSIX path with no `..`, no backslash and no NUL, and
-    the joined path, with links resolved, must lie inside `target`.
+    Each part must be a non-empty relative POSIX path with no `..`, no backslash and no NUL. On
+    object storage, where there are no links, this is the whole check.
     """
     for part in parts:
         if not isinstance(part, str) or not part or "\x00" in part or "\\" in part:
@@ -105,6 +111,16 @@ def path_inside(target: Path, *parts: str) -> Path:
         pure = PurePosixPath(part)
         if pure.is_absolute() or ".." in pure.parts or part.startswith("~"):
             raise UnsafePath(f"{part!r} would leave {target}")
+    return "/".join(parts)
+
+
+def path_inside(target: Path, *parts: str) -> Path:
+    """`target / part / ...`, refusing any part that could leave `target`.
+
+    Each part must pass `relative_name`, and the joined path, with links resolved, must lie
+    inside `target`.
+    """
+    relative_name(target, *parts)
     joined = target.joinpath(*parts)
     root = Path(os.path.realpath(target))
     resolved = Path(os.path.realpath(joined))
@@ -163,6 +179,11 @@ class Layout:
     def shard_states(self) -> Path:
         """Per-shard rows, rejects and done-markers."""
         return self.state_dir / "shards"
+
+    @property
+    def source_indexes(self) -> Path:
+        """Each real source's listing (see `source_index`)."""
+        return self.state_dir / SOURCE_INDEX_DIR
 
     @property
     def publish_dir(self) -> Path:
@@ -240,6 +261,11 @@ def is_product_path(relative: str) -> bool:
     """Whether a path inside OUT (POSIX, relative) is build state or another command's output."""
     first = relative.split("/", 1)[0]
     return first in _PRODUCT_DIRS or relative in _PRODUCT_FILES
+
+
+def source_index(state_dir: Path, source: str) -> Path:
+    """The listing of real source `source` (parquet) under a build's state folder `state_dir`."""
+    return path_inside(state_dir / SOURCE_INDEX_DIR, f"{source}.parquet")
 
 
 def media_path(media: Path, split: str, key: str, member: str) -> Path:

@@ -3,34 +3,55 @@
 Nothing is re-encoded: each file is the exact member stored in the shard (its sha256 equals the
 manifest's), so an export keeps the corpus's one format/size policy.
 
-- cnndetection: {split}/{generator}/{0_real,1_fake}/KEY.png, the layout of CNNDetection, UnivFD,
-  NPR and most detector repositories. Each generator folder's 0_real holds all reals of that split
-  (hard links, so no extra space): per-generator evaluation then compares against the same reals.
-  The held-out split has no reals of its own; its generator folders take the test split's reals.
-- imagefolder: {split}/KEY.png with {split}/metadata.jsonl (file_name, label and every manifest
-  column, typed as in KEY.json so every split infers the same features) for
-  `datasets.load_dataset("imagefolder", data_dir=DIR)`; masks under {split}/masks/, referenced by
-  a `mask_file_name` column so `datasets` loads them as a `mask` image column.
+- cnndetection, `per-generator` layout: {split}/{generator}/{0_real,1_fake}/KEY.png, the layout
+  of CNNDetection, UnivFD and NPR evaluation. Each generator folder's 0_real holds the reals of
+  that split (hard links, no extra space); the held-out split takes the test split's reals.
+  With `balance`, every folder holds a seeded draw of equally many reals and fakes (UnivFD's
+  evaluation asserts equal counts). Training code that walks `dataroot/CLASS/` (CNNDetection,
+  NPR) needs `--classes` with the generator folder names.
+- cnndetection, `merged` layout: {split}/{0_real,1_fake}/KEY.png, each real once per split (the
+  held-out split again takes the test reals): the training layout with no repeated reals.
+- imagefolder: {split}/{real,fake}/KEY.png with {split}/metadata.parquet, and a README.md whose
+  `configs` name every split (test_ood its own, never merged into test) and whose `dataset_info`
+  declares the features (`label` and `generator` as ClassLabel), for `datasets.load_dataset(DIR)`.
+  torchvision's ImageFolder on DIR/{split} sees exactly the classes real and fake. Masks are kept
+  out of that tree, under masks/{split}/KEY.png, named by the `mask_path` column.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import random
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
 
 from forgeset.manifests import layout
 from forgeset.manifests.corpus import Corpus
+from forgeset.manifests.schema import LABELS, MANIFEST_SCHEMA
 
 FORMATS = ("cnndetection", "imagefolder")
-
+LAYOUTS = ("per-generator", "merged")
 
 # The folder of a fake that no generator made: a real relabeled as fake during curation.
 RELABELED_FOLDER = "relabeled"
+CLASS_FOLDERS = {"real": "0_real", "fake": "1_fake"}
+# Parquet, not JSON lines: its schema carries the declared features (ClassLabels), which imagefolder reads.
+METADATA_NAME = "metadata.parquet"
+# imagefolder column names: the conventional `image` and `label` of `datasets` and the Hub.
+IMAGE_COLUMN = "image"
+MASK_PATH_COLUMN = "mask_path"
+NO_GENERATOR = -1  # ClassLabel's "no label": a sample no generator made
+
+Progress = Callable[[int, int], None]
 
 
 def _fake_folder(row: dict) -> str:
-    """The generator folder a fake goes in (cnndetection layout)."""
+    """The generator folder a fake goes in (cnndetection per-generator layout)."""
     return str(row["generator"] or RELABELED_FOLDER)
 
 
@@ -39,56 +60,183 @@ def _write(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def export_corpus(out_dir: Path, target: Path, layout_name: str) -> dict[str, int]:
-    """Write `out_dir` into `target` in `layout_name`; return file counts per folder (relative path).
+def _seeded_draw(keys: Iterable[str], count: int, rng: random.Random) -> set[str]:
+    """`count` of `keys`, drawn with `rng` from the sorted keys (so the draw depends on the seed only)."""
+    ordered = sorted(keys)
+    return set(rng.sample(ordered, min(count, len(ordered))))
+
+
+def cnndetection_plan(corpus: Corpus, layout_name: str, balance: bool, seed: int) -> dict[str, list[str]]:
+    """For each key, the relative folders its image is written into (cnndetection layouts).
+
+    Folders are {split}/{generator}/{0_real,1_fake} (per-generator) or {split}/{0_real,1_fake} (merged).
+    """
+    if layout_name not in LAYOUTS:
+        raise ValueError(f"unknown cnndetection layout {layout_name!r}; choose one of {', '.join(LAYOUTS)}")
+    reals_by_split: dict[str, list[str]] = {}
+    fakes_by_folder: dict[str, list[str]] = {}
+    for row in corpus.rows:
+        if row["label"] == "real":
+            reals_by_split.setdefault(row["split"], []).append(row["key"])
+        elif layout_name == "merged":
+            fakes_by_folder.setdefault(row["split"], []).append(row["key"])
+        else:
+            fakes_by_folder.setdefault(f"{row['split']}/{_fake_folder(row)}", []).append(row["key"])
+    rng = random.Random(seed)
+    folders: dict[str, list[str]] = {}
+    for folder in sorted(fakes_by_folder):
+        split = folder.split("/", 1)[0]
+        fakes, reals = fakes_by_folder[folder], reals_by_split.get(layout.REALS_FROM.get(split, split), [])
+        if balance:
+            count = min(len(fakes), len(reals))
+            fakes, reals = sorted(_seeded_draw(fakes, count, rng)), sorted(_seeded_draw(reals, count, rng))
+        for key in fakes:
+            folders.setdefault(key, []).append(f"{folder}/{CLASS_FOLDERS['fake']}")
+        for key in reals:
+            folders.setdefault(key, []).append(f"{folder}/{CLASS_FOLDERS['real']}")
+    if not balance:  # a split with reals and no fakes still exports its reals
+        for split, keys in reals_by_split.items():
+            if not any(f.split("/", 1)[0] == split for f in fakes_by_folder):
+                for key in keys:
+                    folders.setdefault(key, []).append(
+                        f"{split}/{CLASS_FOLDERS['real']}" if layout_name == "merged" else f"{split}/real/0_real"
+                    )
+    return folders
+
+
+def _export_cnndetection(
+    corpus: Corpus, target: Path, layout_name: str, balance: bool, seed: int, progress: Progress | None
+) -> dict[str, int]:
+    plan = cnndetection_plan(corpus, layout_name, balance, seed)
+    counts: dict[str, int] = {}
+    total = len(corpus.rows)
+    for done, sample in enumerate(corpus.iter_samples(), start=1):
+        name = f"{sample.key}.{sample.image_member}"
+        first: Path | None = None
+        for folder in plan.get(sample.key, []):
+            path = corpus.path_inside(target, *folder.split("/"), name)
+            if first is None:
+                _write(path, sample.image)
+                first = path
+            else:  # the same real in another folder: a hard link, not a second copy
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.link(first, path)
+            counts[folder] = counts.get(folder, 0) + 1
+        if progress:
+            progress(done, total)
+    return counts
+
+
+_DTYPES = {"string": "string", "int64": "int64", "double": "float64"}
+
+
+def imagefolder_features(corpus: Corpus, file_column: bool = False) -> Any:
+    """The declared `datasets.Features` of an imagefolder export (one definition for every split).
+
+    With `file_column`, the metadata file's features: `file_name` (a string) in place of `image`.
+    """
+    import datasets
+
+    features: dict[str, Any] = {
+        "file_name" if file_column else IMAGE_COLUMN: datasets.Value("string") if file_column else datasets.Image(),
+        "label": datasets.ClassLabel(names=list(LABELS)),
+        "generator": datasets.ClassLabel(names=generator_names(corpus)),
+    }
+    for field in MANIFEST_SCHEMA:
+        if field.name not in features and field.name != "shard":
+            features[field.name] = datasets.Value(_DTYPES[str(field.type)])
+    if corpus.localized:
+        features[MASK_PATH_COLUMN] = datasets.Value("string")
+    return datasets.Features(features)
+
+
+def generator_names(corpus: Corpus) -> list[str]:
+    """The generators of the corpus's samples, sorted: the names of the `generator` ClassLabel."""
+    return sorted({row["generator"] for row in corpus.rows if row["generator"]})
+
+
+def imagefolder_card(corpus: Corpus, splits: list[str]) -> str:
+    """README.md of an imagefolder export: per-split `configs` and declared features (`dataset_info`)."""
+    from datasets.info import DatasetInfo, DatasetInfosDict
+    from huggingface_hub import DatasetCardData
+
+    card_data = DatasetCardData(
+        configs=[
+            {
+                "config_name": "default",
+                "data_files": [{"split": split, "path": f"{split}/**"} for split in splits],
+                "default": True,
+            }
+        ]
+    )
+    infos = DatasetInfosDict({"default": DatasetInfo(features=imagefolder_features(corpus))})
+    data = card_data.to_dict()
+    infos.to_dataset_card_data(data)
+    front = yaml.safe_dump(data, sort_keys=False).strip()
+    return (
+        f"---\n{front}\n---\n\n"
+        "# imagefolder export (forgeset)\n\n"
+        "Load every split (test_ood is its own split) with declared features:\n\n"
+        "```python\nimport datasets\nds = datasets.load_dataset('DIR')  # this folder\n```\n\n"
+        "`label` and `generator` are ClassLabels (generator -1: no generator made the pixels). "
+        "torchvision: `ImageFolder('DIR/train')` sees the classes `fake` and `real`. "
+        f"Masks, when the corpus has them, lie under `{layout.MASKS_DIR}/SPLIT/` (column `{MASK_PATH_COLUMN}`).\n"
+    )
+
+
+def _export_imagefolder(corpus: Corpus, target: Path, progress: Progress | None) -> dict[str, int]:
+    names = {name: index for index, name in enumerate(generator_names(corpus))}
+    metadata: dict[str, list[dict]] = {}
+    counts: dict[str, int] = {}
+    total = len(corpus.rows)
+    for done, sample in enumerate(corpus.iter_samples(), start=1):
+        split, label = sample.split, sample.row["label"]
+        file_name = f"{label}/{sample.key}.{sample.image_member}"
+        _write(corpus.path_inside(target, split, label, f"{sample.key}.{sample.image_member}"), sample.image)
+        entry: dict[str, Any] = {
+            **sample.member_row,
+            "file_name": file_name,
+            "label": LABELS[label],
+            "generator": names.get(sample.row["generator"] or "", NO_GENERATOR),
+        }
+        if sample.mask is not None:  # a localized corpus: every sample has a mask (all-zero when unedited)
+            mask_name = f"{sample.key}.{layout.MASK_EXTENSION}"
+            _write(corpus.path_inside(target, layout.MASKS_DIR, split, mask_name), sample.mask)
+            entry[MASK_PATH_COLUMN] = f"{layout.MASKS_DIR}/{split}/{mask_name}"
+        metadata.setdefault(split, []).append(entry)
+        counts[f"{split}/{label}"] = counts.get(f"{split}/{label}", 0) + 1
+        if progress:
+            progress(done, total)
+    schema = imagefolder_features(corpus, file_column=True).arrow_schema  # with the features as schema metadata
+    for split, entries in metadata.items():
+        entries.sort(key=lambda e: e["key"])
+        pq.write_table(pa.Table.from_pylist(entries, schema=schema), corpus.path_inside(target, split, METADATA_NAME))
+    splits = [split for split in layout.ALL_SPLITS if split in metadata]
+    (target / layout.CARD_NAME).write_text(imagefolder_card(corpus, splits), encoding="utf-8")
+    return counts
+
+
+def export_corpus(
+    out_dir: Path,
+    target: Path,
+    layout_name: str,
+    *,
+    cnn_layout: str = "per-generator",
+    balance: bool = False,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> dict[str, int]:
+    """Write `out_dir` into `target` in format `layout_name`; return image counts per folder (relative path).
 
     The corpus is opened (and validated) before anything is written; every path is joined with
-    `path_inside`, so no name from the corpus can place a file outside `target`.
+    `path_inside`, so no name from the corpus can place a file outside `target`. `progress` is
+    called with (samples done, samples in all) after each sample.
     """
     if layout_name not in FORMATS:
         raise ValueError(f"unknown export format {layout_name!r}; choose one of {', '.join(FORMATS)}")
+    if cnn_layout not in LAYOUTS:
+        raise ValueError(f"unknown cnndetection layout {cnn_layout!r}; choose one of {', '.join(LAYOUTS)}")
     corpus = Corpus.open(out_dir)
-    inside = corpus.path_inside
-    counts: dict[str, int] = {}
     if layout_name == "cnndetection":
-        folders_by_real_split: dict[str, set[tuple[str, str]]] = {}
-        for row in corpus.rows:
-            if row["label"] == "fake":
-                real_split = layout.REALS_FROM.get(row["split"], row["split"])
-                folders_by_real_split.setdefault(real_split, set()).add((row["split"], _fake_folder(row)))
-        for sample in corpus.iter_samples():
-            row, ext = sample.row, sample.image_member
-            name = f"{sample.key}.{ext}"
-            if row["label"] == "fake":
-                folder = f"{row['split']}/{_fake_folder(row)}/1_fake"
-                _write(inside(target, row["split"], _fake_folder(row), "1_fake", name), sample.image)
-                counts[folder] = counts.get(folder, 0) + 1
-                continue
-            first: Path | None = None
-            for split, generator in sorted(folders_by_real_split.get(row["split"], {(row["split"], "real")})):
-                folder = f"{split}/{generator}/0_real"
-                path = inside(target, split, generator, "0_real", name)
-                if first is None:
-                    _write(path, sample.image)
-                    first = path
-                else:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    os.link(first, path)
-                counts[folder] = counts.get(folder, 0) + 1
-        return counts
-    metadata: dict[str, list[dict]] = {}
-    for sample in corpus.iter_samples():
-        split, ext = sample.split, sample.image_member
-        _write(inside(target, split, f"{sample.key}.{ext}"), sample.image)
-        entry = {"file_name": f"{sample.key}.{ext}", **sample.member_row}
-        if sample.mask is not None:  # a localized corpus: every sample has a mask (all-zero when unedited)
-            mask_name = f"{sample.key}.{layout.MASK_EXTENSION}"
-            _write(inside(target, split, layout.MASKS_DIR, mask_name), sample.mask)
-            entry["mask_file_name"] = f"{layout.MASKS_DIR}/{mask_name}"
-        metadata.setdefault(split, []).append(entry)
-        counts[split] = counts.get(split, 0) + 1
-    for split, entries in metadata.items():
-        entries.sort(key=lambda e: e["key"])
-        lines = [json.dumps(entry, sort_keys=True, ensure_ascii=False) for entry in entries]
-        inside(target, split, "metadata.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return counts
+        return _export_cnndetection(corpus, target, cnn_layout, balance, seed, progress)
+    return _export_imagefolder(corpus, target, progress)

@@ -74,6 +74,45 @@ def ray_session() -> Any:
     ray.shutdown()
 
 
+S3_BUCKET = "forgeset-test"
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Any:
+    """A real S3 API: moto's server on 127.0.0.1 (a free port) with bucket `forgeset-test`; yields s3://forgeset-test.
+
+    Only fake credentials exist: the environment points boto3/s3fs (and Ray workers, which
+    inherit it) at the server, and no AWS config file of the machine is read.
+    """
+    import logging
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    fake = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }
+    saved = {name: os.environ.get(name) for name in fake}
+    os.environ.update(fake)
+    boto3.client("s3").create_bucket(Bucket=S3_BUCKET)
+    yield f"s3://{S3_BUCKET}"
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    server.stop()
+
+
 def manifest_rows(out: Path) -> dict[str, dict[str, Any]]:
     """A built corpus's manifest rows by key, read through the validating Corpus reader."""
     from forgeset.manifests.corpus import Corpus

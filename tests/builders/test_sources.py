@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from forgeset.builders.sources.folder import FolderSource
 from forgeset.builders.sources.huggingface import HuggingFaceSource
 from forgeset.builders.sources.webdataset_tars import WebDatasetSource
 from forgeset.core.rejection import SampleRejected
+from forgeset.manifests.storage import Storage
 from tests.conftest import HOSTILE_ACCEPTED, HOSTILE_REJECTS
 
 
@@ -258,4 +260,81 @@ def test_bad_real_inputs_become_reject_rows_in_a_build(tmp_path: Path) -> None:
         ("junk.tar#", "not a tar"),
         ("mixed.tar#bad.png", "caption not UTF-8"),
         ("sub/b.png", "too large"),
+    ]
+
+
+def _upload(folder: Path, url: str) -> Storage:
+    """Every file under `folder` (hidden ones too) published under `url`."""
+    storage = Storage(url)
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            storage.publish_bytes(path.read_bytes(), path.relative_to(folder).as_posix())
+    return storage
+
+
+def test_folder_on_s3_lists_and_reads_like_the_local_folder(hostile_images: Path, s3_server: str) -> None:
+    url = f"{s3_server}/photos-{uuid.uuid4().hex}/"
+    _upload(hostile_images, url)
+    local = FolderSource(FolderSource.Params(path=str(hostile_images), license="CC0"), Path("/"))
+    remote = FolderSource(FolderSource.Params(path=url, license="CC0"), Path("/elsewhere"))
+    assert remote.check() == []
+    assert remote.items() == local.items()
+    assert [item.ref for item in remote.items()] == sorted([*HOSTILE_ACCEPTED, *HOSTILE_REJECTS])
+    assert [remote.read(item) for item in remote.items()] == [local.read(item) for item in local.items()]
+    flat = FolderSource(FolderSource.Params(path=url, recursive=False), Path("/"))
+    assert [item.ref for item in flat.items()] == sorted(
+        name for name in [*HOSTILE_ACCEPTED, *HOSTILE_REJECTS] if "/" not in name
+    )
+    assert [item.ref for item in flat.items()] == [
+        item.ref
+        for item in FolderSource(FolderSource.Params(path=str(hostile_images), recursive=False), Path("/")).items()
+    ]
+
+
+def test_folder_on_s3_rejects_large_outside_and_missing(tmp_path: Path, s3_server: str) -> None:
+    _folder(tmp_path)
+    url = f"{s3_server}/photos-{uuid.uuid4().hex}"
+    _upload(tmp_path / "photos", url)
+    limit = len(_png(1)) + 1
+    source = FolderSource(FolderSource.Params(path=url, max_bytes=limit), tmp_path)
+    assert source.read(RealItem("a.png")) == _png(1)
+    with pytest.raises(SampleRejected) as caught:
+        source.read(RealItem("sub/b.png"))
+    assert (caught.value.reason, caught.value.detail) == (
+        "too large",
+        f"sub/b.png has {len(_png(2, size=64))} bytes; max_bytes is {limit}",
+    )
+    with pytest.raises(SampleRejected) as caught:
+        source.read(RealItem("../other/secret.png"))
+    assert (caught.value.reason, caught.value.detail) == (
+        "outside the folder",
+        f"../other/secret.png leads outside {url}",
+    )
+    with pytest.raises(FileNotFoundError):  # an `unreadable` reject in a build
+        source.read(RealItem("gone.png"))
+    missing = FolderSource(FolderSource.Params(path=f"{s3_server}/nothing-here"), tmp_path)
+    assert missing.check() == [("path", f"nothing at {s3_server}/nothing-here; upload the images there or fix `path`")]
+
+
+@pytest.mark.parametrize("scheme", ["memory", "s3"])
+def test_webdataset_tars_at_a_url_list_and_read_like_local_ones(
+    tmp_path: Path, scheme: str, request: pytest.FixtureRequest
+) -> None:
+    captioned_tars(tmp_path)
+    _tar(tmp_path / "captioned-001.tar", {"z.png": _png(9)})
+    bucket = request.getfixturevalue("s3_server") if scheme == "s3" else f"memory://wds-{uuid.uuid4().hex}"
+    url = f"{bucket}/shards-{uuid.uuid4().hex}"
+    _upload(tmp_path, url)
+    params = {"urls": [f"{url}/captioned-*.tar"], "caption_extension": "txt"}
+    remote = WebDatasetSource(WebDatasetSource.Params(**params), Path("/elsewhere"))
+    local = WebDatasetSource(WebDatasetSource.Params(urls=["captioned-*.tar"], caption_extension="txt"), tmp_path)
+    assert remote.check() == []
+    canonical = Storage(url).url_of()  # fsspec's spelling: memory://x becomes memory:///x
+    assert [i.ref for i in remote.items()] == [f"{canonical}/{i.ref}" for i in local.items()]
+    assert [i.caption for i in remote.items()] == [i.caption for i in local.items()]
+    assert [remote.read(i) for i in remote.items()] == [local.read(i) for i in local.items()]
+    assert remote.read(remote.items()[-1]) == _png(9)
+    absent = WebDatasetSource(WebDatasetSource.Params(urls=[f"{url}/none-*.tar", f"{url}/captioned-000.tar"]), tmp_path)
+    assert absent.check() == [
+        ("urls[0]", f"no file matches '{url}/none-*.tar'; fix the path (relative to the spec file)")
     ]

@@ -12,6 +12,7 @@ from pydantic import Field
 from forgeset.core.naming import NAME_PATTERN
 from forgeset.core.registry import Registry
 from forgeset.core.strict_model import StrictModel
+from forgeset.manifests.storage import Storage, is_url
 
 
 class RealSourceParams(StrictModel):
@@ -75,6 +76,10 @@ class RealSource(ABC):
         """A spec path, relative to the spec file's folder unless absolute."""
         candidate = Path(path).expanduser()
         return candidate if candidate.is_absolute() else self.base_dir / candidate
+
+    def location(self, path: str) -> Storage:
+        """A spec path or URL (s3://, gs://, memory://, file://) as a Storage; paths resolve as in `resolve`."""
+        return Storage(path if is_url(path) else self.resolve(path))
 
 
 real_sources: Registry = Registry("real source")

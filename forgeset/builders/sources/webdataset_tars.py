@@ -1,4 +1,4 @@
-"""Real images from existing WebDataset tars (local paths or globs)."""
+"""Real images from existing WebDataset tars (local paths, URLs such as s3://bucket/shards/*.tar, or globs)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,15 @@ import glob
 import os
 import tarfile
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 from pydantic import Field
 
 from forgeset.builders.sources.base import RealItem, RealSource, RealSourceParams, real_sources
 from forgeset.core.rejection import SampleRejected
+from forgeset.manifests.storage import is_url
 
 DEFAULT_MAX_BYTES = 256 * 2**20
 MAX_CAPTION_BYTES = 2**20
@@ -64,11 +67,15 @@ class WebDatasetSource(RealSource):
     random access to one member, and listing should read headers only. A damaged tar does not
     abort the build: the samples listed before the damage stay, plus one item `TAR#` that is
     rejected naming the tar; a sample whose caption is not UTF-8 is rejected naming its member.
+    A URL (s3://, gs://, memory://) is globbed and read through fsspec; its items' refs keep the
+    full URL (local tars: the path relative to the spec file).
     """
 
     class Params(RealSourceParams):
         type: Literal["webdataset"] = "webdataset"
-        urls: list[str] = Field(min_length=1, description="tar paths or globs, relative to the spec file")
+        urls: list[str] = Field(
+            min_length=1, description="tar paths or globs, relative to the spec file, or URLs (s3://...)"
+        )
         image_extensions: list[str] = Field(default_factory=lambda: ["jpg", "jpeg", "png", "webp"])
         caption_extension: str | None = None
         max_bytes: int = Field(
@@ -81,13 +88,23 @@ class WebDatasetSource(RealSource):
         return [
             (f"urls[{index}]", f"no file matches {pattern!r}; fix the path (relative to the spec file)")
             for index, pattern in enumerate(self.params.urls)
-            if not glob.glob(str(self.resolve(pattern)))
+            if not self._matches(pattern)
         ]
+
+    def _matches(self, pattern: str) -> list[str]:
+        """The tars a pattern names, sorted: local paths, or full URLs for a URL pattern."""
+        if not is_url(pattern):
+            return sorted(glob.glob(str(self.resolve(pattern))))
+        from fsspec.core import url_to_fs
+
+        fs, path = url_to_fs(pattern)
+        found = fs.glob(path) if glob.has_magic(path) else ([path] if fs.isfile(path) else [])
+        return sorted(str(fs.unstrip_protocol(name)) for name in found)
 
     def _tars(self) -> list[str]:
         tars: list[str] = []
         for pattern in self.params.urls:
-            matched = sorted(glob.glob(str(self.resolve(pattern))))
+            matched = self._matches(pattern)
             if not matched:
                 raise FileNotFoundError(f"real source {self.params.source_name!r}: no tar matches {pattern!r}")
             tars.extend(matched)
@@ -96,14 +113,26 @@ class WebDatasetSource(RealSource):
     def list_items(self) -> list[RealItem]:
         items = []
         for path in self._tars():
-            items.extend(self._list_tar(path, os.path.relpath(path, self.base_dir)))
+            items.extend(self._list_tar(path, path if is_url(path) else os.path.relpath(path, self.base_dir)))
         return items
+
+    @contextmanager
+    def _open_tar(self, path: str) -> Iterator[tarfile.TarFile]:
+        """A tar opened for random access: a local path, or a URL through fsspec (seekable, read-ahead)."""
+        if not is_url(path):
+            with tarfile.open(self.resolve(path)) as archive:
+                yield archive
+            return
+        import fsspec
+
+        with fsspec.open(path, "rb") as handle, tarfile.open(fileobj=handle) as archive:
+            yield archive
 
     def _list_tar(self, path: str, relative: str) -> list[RealItem]:
         """The samples of one tar; one `TAR#` item more (rejected when read) if the tar is damaged."""
         damaged = RealItem(ref=f"{relative}#", license=self.params.license)
         try:
-            with tarfile.open(path) as archive:
+            with self._open_tar(path) as archive:
                 items, complete = self._list_members(archive, relative)
         except _TAR_ERRORS:  # not a tar at all (the listing itself catches what follows the opening)
             return [damaged]
@@ -137,7 +166,7 @@ class WebDatasetSource(RealSource):
     def read(self, item: RealItem) -> bytes:
         tar_path, _, name = item.ref.partition("#")
         try:
-            with tarfile.open(self.resolve(tar_path)) as archive:  # a missing file is an OSError: `unreadable`
+            with self._open_tar(tar_path) as archive:  # a missing file is an OSError: `unreadable`
                 return self._read_member(archive, tar_path, name)
         except _TAR_ERRORS as err:  # only the opening: _read_member turns what follows into rejects
             raise SampleRejected("not a tar", f"{tar_path}: {err}") from None

@@ -144,24 +144,49 @@ def build_dataset_command(
     ] = True,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace a build of a different spec in OUT")] = False,
     executor_name: Annotated[
-        str, typer.Option("--executor", help="ray (local cluster or --ray-address) or local (in this process)")
-    ] = "ray",
+        str,
+        typer.Option(
+            "--executor",
+            help="auto (in this process for small builds, else Ray), ray (local cluster or --ray-address) or local",
+        ),
+    ] = "auto",
     plan_only: Annotated[
         bool,
         typer.Option("--plan-only", help="print the plan, its counts and a GPU-time estimate; load and write nothing"),
     ] = False,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="re-hash reused shards instead of trusting their size and mtime")
+    ] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="fail (exit 2) if a class has no samples")] = False,
+    shared_fs: Annotated[
+        bool, typer.Option("--shared-fs", help="OUT is on a filesystem every node of the Ray cluster mounts")
+    ] = False,
+    timeline: Annotated[
+        Path | None, typer.Option("--timeline", help="write a Chrome-trace JSON of shards, batches and hosts")
+    ] = None,
 ) -> None:
     """Build a sharded WebDataset corpus with manifest and index from SPEC."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    import time
 
-    from forgeset.builders.build import BuildInterrupted, OutputConflict, build_dataset
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from forgeset.builders.build import BuildInterrupted, MissingClass, OutputConflict, build_dataset
     from forgeset.builders.executors import (
         EXECUTORS,
         Executor,
         ExecutorUnavailable,
         LocalExecutor,
+        OutputNotShared,
         RayExecutor,
         ShardFailed,
+        choose_executor,
     )
     from forgeset.builders.spec import SpecError, load_spec
 
@@ -177,23 +202,30 @@ def build_dataset_command(
         _print_plan(loaded)
         return
     out_dir = out or Path("out") / loaded.spec.name
-    executor: Executor = (
-        LocalExecutor() if executor_name == "local" else RayExecutor(workers or os.cpu_count() or 1, ray_address)
-    )
+    executor: Executor
+    if executor_name == "local":
+        executor = LocalExecutor()
+    elif executor_name == "ray":
+        executor = RayExecutor(workers or os.cpu_count() or 1, ray_address, shared_fs=shared_fs)
+    else:
+        executor = choose_executor(loaded.spec, workers, ray_address, shared_fs)
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("samples  {task.fields[shards]}"),
+        TextColumn("samples  {task.fields[shards]}  {task.fields[rate]}"),
         TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task(f"planning {loaded.spec.name}", total=None, shards="")
+    began = time.monotonic()
+    with Progress(*columns, console=console, transient=False, disable=not console.is_terminal) as bar:
+        task = bar.add_task(f"planning {loaded.spec.name}", total=None, shards="", rate="")
 
-        planned = {"shards": 0}
+        planned = {"shards": 0, "reused": 0}
 
         def on_plan(total_samples: int, total_shards: int, done_samples: int, done_shards: int) -> None:
-            planned["shards"] = total_shards
+            planned["shards"], planned["reused"] = total_shards, done_samples
             bar.update(
                 task,
                 description=f"building {loaded.spec.name}",
@@ -203,7 +235,9 @@ def build_dataset_command(
             )
 
         def on_progress(samples: int, shards: int) -> None:
-            bar.update(task, completed=samples, shards=f"{shards}/{planned['shards']} shards")
+            # The rate of this run's work (reused shards excluded); rich's ETA follows the same counts.
+            rate = (samples - planned["reused"]) / max(1e-9, time.monotonic() - began)
+            bar.update(task, completed=samples, shards=f"{shards}/{planned['shards']} shards", rate=f"{rate:.1f}/s")
 
         stop = StopOnSignal()
         try:
@@ -217,18 +251,21 @@ def build_dataset_command(
                     progress=on_progress,
                     on_plan=on_plan,
                     stop=stop.event,
+                    verify=verify,
+                    strict=strict,
+                    timeline=timeline,
                 )
         except (BuildInterrupted, KeyboardInterrupt) as err:
             bar.stop()
             resume_command = ["forgeset", "build", "dataset", "--spec", str(spec), "--out", str(out_dir)]
-            if executor_name != "ray":
+            if executor_name != "auto":
                 resume_command += ["--executor", executor_name]
             kept = str(err) if isinstance(err, BuildInterrupted) else "stopped at once; finished shards are kept"
             _say("[yellow]{}[/]; resume with: {}", kept, shlex.join(resume_command))
             raise typer.Exit(128 + (stop.signal or signal.SIGINT)) from None
         except SpecError as err:
             raise _fail(str(err), SPEC_ERROR_EXIT) from None
-        except OutputConflict as err:
+        except (OutputConflict, OutputNotShared, MissingClass) as err:
             raise _fail(str(err), SPEC_ERROR_EXIT) from None
         except (ShardFailed, ExecutorUnavailable, ValueError) as err:
             raise _fail(str(err), 1) from None
@@ -241,11 +278,14 @@ def build_dataset_command(
             ) from None
     index = result.index
     reused = f", {result.reused_shards} reused" if result.reused_shards else ""
+    seconds = time.monotonic() - began
     _say(
         f"[green]built[/] {index['samples']} samples in {len(index['shards'])} shards "
-        f"({result.built_shards} built{reused}), {index['rejects']} rejected -> {{}}",
+        f"({result.built_shards} built{reused}), {index['rejects']} rejected in {seconds:.1f} s -> {{}}",
         result.out_dir,
     )
+    for warning in result.warnings:
+        _say("[bold yellow]warning:[/] {}", warning)
     from forgeset.manifests.bias_probe import gate_message
 
     max_auc = loaded.spec.bias_gate.max_auc

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-import os
+import logging
 import shutil
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from forgeset.builders.build_lock import BuildLock, BuildLocked
-from forgeset.builders.executors import Executor, RayExecutor
-from forgeset.builders.planner import Plan, ShardPlan, plan_build
+from forgeset.builders.executors import Executor, choose_executor
+from forgeset.builders.executors.timeline import Timeline
+from forgeset.builders.planner import Plan, ShardRef, plan_build
 from forgeset.builders.preflight import preflight
 from forgeset.builders.shard_builder import BuildContext, ShardSummary
 from forgeset.builders.spec import LoadedSpec
 from forgeset.manifests import layout
 from forgeset.manifests.index import finalize, write_atomically
-from forgeset.manifests.shard_writer import file_sha256, read_marker
+from forgeset.manifests.shard_writer import file_sha256, read_marker, tar_stamp
+
+log = logging.getLogger(__name__)
 
 
 class OutputConflict(Exception):
@@ -34,14 +38,36 @@ class BuildInterrupted(Exception):
         self.total_shards = total_shards
 
 
+class MissingClass(Exception):
+    """Under --strict: the corpus has no samples of a class (real or fake)."""
+
+
+CLASSES = ("real", "fake")
+
+
 @dataclass
 class BuildResult:
-    """What a build did: where, the index it wrote, and how many shards it reused."""
+    """What a build did: where, the index it wrote, how many shards it reused, what it warns about."""
 
     out_dir: Path
     index: dict[str, Any]
     built_shards: int
     reused_shards: int
+    warnings: list[str] = field(default_factory=list)
+
+
+def missing_classes(index: dict[str, Any]) -> list[str]:
+    """The classes (real, fake) of which a finished corpus holds no sample."""
+    labels = index.get("counts", {}).get("all", {}).get("label", {})
+    return [label for label in CLASSES if not labels.get(label)]
+
+
+def missing_class_message(missing: list[str]) -> str:
+    """Why a corpus missing a class is unfit for training a detector."""
+    return (
+        f"the corpus has no {' and no '.join(missing)} samples: a detector cannot learn or be measured on it; "
+        "check the spec's real sources and generate/manipulate counts"
+    )
 
 
 def prepare_output(out_dir: Path, spec_sha256: str, fresh: bool, overwrite: bool) -> BuildLock:
@@ -97,18 +123,20 @@ def _reset_for(paths: layout.Layout, spec_sha256: str, fresh: bool, overwrite: b
     state_hash.write_text(spec_sha256 + "\n")
 
 
-def finished_shards(ctx: BuildContext, plan: Plan) -> set[str]:
-    """Shards whose marker exists and whose tar still has the recorded sha256."""
+def finished_shards(ctx: BuildContext, plan: Plan, verify: bool = False) -> set[str]:
+    """Shards whose marker exists and whose tar is the one it records.
+
+    A marker whose stamp (size and modification time) matches the tar is trusted without reading
+    the tar; `verify`, or a marker written before stamps, re-hashes it against the recorded sha256.
+    """
     done = set()
     for shard in plan.shards:
         marker = read_marker(ctx.shard_state(shard))
         tar = ctx.out_dir / shard.path
-        if (
-            marker is not None
-            and tar.exists()
-            and marker.bytes == tar.stat().st_size
-            and marker.sha256 == file_sha256(tar)
-        ):
+        if marker is None or not tar.exists() or marker.bytes != tar.stat().st_size:
+            continue
+        trusted = not verify and bool(marker.stamp) and marker.stamp == tar_stamp(tar)
+        if trusted or marker.sha256 == file_sha256(tar):
             done.add(shard.path)
     return done
 
@@ -141,60 +169,107 @@ def build_dataset(
     progress: Callable[[int, int], Any] | None = None,
     on_plan: Callable[[int, int, int, int], Any] | None = None,
     stop: threading.Event | None = None,
+    verify: bool = False,
+    strict: bool = False,
+    timeline: Path | None = None,
 ) -> BuildResult:
     """Build (or resume) the corpus of `loaded` into `out_dir`.
 
     `on_plan(total_samples, total_shards, done_samples, done_shards)` is called once planning is
-    done (done = reused from an earlier run); `progress(done_samples, done_shards)` after each shard.
-    When `stop` is set, no further shard is started, shards in flight finish (or are discarded),
-    and BuildInterrupted says how many are kept for a resume.
+    done (done = reused from an earlier run); `progress(done_samples, done_shards)` after each
+    model batch and each shard. When `stop` is set, no further shard is started, shards in flight
+    finish (or are discarded), and BuildInterrupted says how many are kept for a resume.
+    `verify` re-hashes reused shards instead of trusting their stamps; `strict` refuses a corpus
+    missing a class (MissingClass) where otherwise the result carries a warning; `timeline`
+    receives a Chrome-trace JSON of the build.
     """
     preflight(loaded)  # what would fail later on a worker fails now, before OUT is touched
     spec = loaded.spec
     spec_sha256 = spec.sha256()
     out_dir = out_dir.absolute()
     lock = prepare_output(out_dir, spec_sha256, fresh, overwrite)
+    runner = executor or choose_executor(spec, workers)
+    recorder = Timeline() if timeline is not None else None
+    runner.timeline = recorder
     try:
-        return _build(loaded, out_dir, spec_sha256, workers, executor, progress, on_plan, stop or threading.Event())
+        return _build(
+            loaded, out_dir, spec_sha256, runner, progress, on_plan, stop or threading.Event(), verify, strict, recorder
+        )
     finally:
-        lock.release()
+        try:
+            runner.close()
+        finally:
+            lock.release()
+            if recorder is not None and timeline is not None:
+                recorder.write(timeline)
 
 
 def _build(
     loaded: LoadedSpec,
     out_dir: Path,
     spec_sha256: str,
-    workers: int | None,
-    executor: Executor | None,
+    runner: Executor,
     progress: Callable[[int, int], Any] | None,
     on_plan: Callable[[int, int, int, int], Any] | None,
     stop: threading.Event,
+    verify: bool,
+    strict: bool,
+    timeline: Timeline | None,
 ) -> BuildResult:
     spec = loaded.spec
     paths = layout.Layout(out_dir)
     write_atomically(paths.resolved_spec, spec.resolved_yaml())
     paths.index.unlink(missing_ok=True)  # the index marks a complete build; it is rewritten last
-    plan = plan_build(spec, loaded.base_dir)
     ctx = BuildContext(spec=spec, base_dir=loaded.base_dir, out_dir=out_dir)
-    done = finished_shards(ctx, plan)
+    runner.start(ctx)  # a cluster and model loading start while the sources are listed
+    started = time.time()
+    plan = plan_build(spec, loaded.base_dir, paths.state_dir)
+    if timeline is not None:
+        timeline.span("plan", "driver", started, time.time(), shards=len(plan.shards), jobs=plan.total_jobs)
+    planned_missing = [label for label, planned in _planned_classes(plan).items() if not planned]
+    if strict and planned_missing:
+        raise MissingClass(missing_class_message(planned_missing))
+    started = time.time()
+    done = finished_shards(ctx, plan, verify)
     remove_leftovers(ctx, plan, done)
-    pending: list[ShardPlan] = [shard for shard in plan.shards if shard.path not in done]
-    counter = {"samples": sum(len(s.jobs) for s in plan.shards if s.path in done), "shards": len(done)}
+    if timeline is not None:
+        timeline.span("resume check", "driver", started, time.time(), reused=len(done))
+    pending: list[ShardRef] = [shard for shard in plan.shards if shard.path not in done]
+    counter = {"samples": sum(s.count for s in plan.shards if s.path in done), "shards": len(done)}
     if on_plan:
         on_plan(plan.total_jobs, len(plan.shards), counter["samples"], counter["shards"])
 
+    def batch_done(jobs: int) -> None:
+        counter["samples"] += jobs
+        if progress:
+            progress(counter["samples"], counter["shards"])
+
     def shard_done(summary: ShardSummary) -> None:
-        counter["samples"] += summary.marker.count + summary.marker.rejects
         counter["shards"] += 1
         if progress:
             progress(counter["samples"], counter["shards"])
 
     if pending:
-        runner = executor or RayExecutor(workers or os.cpu_count() or 1)
-        runner.run(ctx, pending, shard_done, stop)
+        runner.run(ctx, plan, pending, shard_done, stop, batch_done)
     if stop.is_set() and counter["shards"] < len(plan.shards):
         raise BuildInterrupted(counter["shards"], len(plan.shards))
+    started = time.time()
     states = [(shard.split, ctx.shard_state(shard)) for shard in plan.shards]
     members = layout.sample_members(spec.image.formats(), spec.localized)
     index = finalize(out_dir, spec.name, spec_sha256, spec.image.model_dump(mode="json"), members, states)
-    return BuildResult(out_dir=out_dir, index=index, built_shards=len(pending), reused_shards=len(done))
+    if timeline is not None:
+        timeline.span("finalize", "driver", started, time.time())
+    result = BuildResult(out_dir=out_dir, index=index, built_shards=len(pending), reused_shards=len(done))
+    missing = missing_classes(index)
+    if missing:
+        if strict:
+            raise MissingClass(missing_class_message(missing) + f" (the corpus is written to {out_dir})")
+        result.warnings.append(missing_class_message(missing))
+        log.warning(missing_class_message(missing))
+    return result
+
+
+def _planned_classes(plan: Plan) -> dict[str, bool]:
+    """Whether the plan has any real and any fake job (refused inputs may still empty a class)."""
+    fakes = sum(plan.stage_counts.values())
+    return {"real": bool(plan.spec.real) and plan.total_jobs > fakes, "fake": fakes > 0}

@@ -11,7 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from forgeset.builders.planner import Job, ShardPlan, make_source
+from forgeset.builders.planner import Job, ShardPlan, ShardRef, make_source
 from forgeset.builders.sources import RealSource
 from forgeset.builders.spec import Spec
 from forgeset.core.rejection import SampleRejected
@@ -36,7 +36,7 @@ class BuildContext:
     base_dir: Path
     out_dir: Path
 
-    def shard_state(self, shard: ShardPlan) -> Path:
+    def shard_state(self, shard: ShardPlan | ShardRef) -> Path:
         """Stem of the shard's rows/rejects/marker files."""
         return layout.Layout(self.out_dir).shard_state(shard.split, shard.index)
 

@@ -1,9 +1,19 @@
-"""Executors that run planned shards: on Ray (default), or in this process."""
+"""Executors that run planned shards: on Ray, in this process, or whichever suits the build (auto)."""
 
-from forgeset.builders.executors.base import Executor, ExecutorUnavailable, ShardFailed
+from forgeset.builders.executors.auto import choose_executor
+from forgeset.builders.executors.base import Executor, ExecutorUnavailable, OutputNotShared, ShardFailed
 from forgeset.builders.executors.local_executor import LocalExecutor
 from forgeset.builders.executors.ray_executor import RayExecutor
 
-EXECUTORS = ("ray", "local")
+EXECUTORS = ("auto", "ray", "local")
 
-__all__ = ["EXECUTORS", "Executor", "ExecutorUnavailable", "LocalExecutor", "RayExecutor", "ShardFailed"]
+__all__ = [
+    "EXECUTORS",
+    "Executor",
+    "ExecutorUnavailable",
+    "LocalExecutor",
+    "OutputNotShared",
+    "RayExecutor",
+    "ShardFailed",
+    "choose_executor",
+]

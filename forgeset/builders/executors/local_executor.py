@@ -1,68 +1,112 @@
 """Run shards in this process, one after another: no cluster start-up, the same bytes as Ray.
 
-For small corpora, debugging (a breakpoint works), and tests that do not test Ray itself.
+For small corpora (`--executor auto` picks it for them), debugging (a breakpoint works), and
+tests that do not test Ray itself.
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 
-from forgeset.builders.executors.base import Executor, ShardFailed, stage_batches
-from forgeset.builders.planner import ShardPlan, make_stage
+from forgeset.builders.executors.base import Executor, ShardFailed, planned_stages, stage_batches
+from forgeset.builders.planner import Plan, ShardRef, make_stage
 from forgeset.builders.shard_builder import BuildContext, ShardSummary, build_shard
 from forgeset.builders.sources import RealSource
 from forgeset.builders.stage_runner import run_stage
 from forgeset.generators.base import Stage
 
+# What a model stage imports first; seconds of work that can overlap with planning.
+_HEAVY_MODULES = ("torch", "diffusers")
+
+
+def _import_heavy_modules() -> None:
+    for name in _HEAVY_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # a stage that needs it reports it when it loads
+            return
+
 
 class LocalExecutor(Executor):
     """Each stage's model is loaded once, on first use; shards are built in plan order."""
 
+    def __init__(self) -> None:
+        self._imports: threading.Thread | None = None
+
+    def start(self, ctx: BuildContext) -> None:
+        """Import torch and diffusers in the background while the driver plans (models load in `run`,
+        on this thread, where torch's thread pinning applies)."""
+        if planned_stages(ctx) and any(name not in sys.modules for name in _HEAVY_MODULES):
+            self._imports = threading.Thread(target=_import_heavy_modules, name="forgeset-imports", daemon=True)
+            self._imports.start()
+
     def run(
         self,
         ctx: BuildContext,
-        shards: list[ShardPlan],
+        plan: Plan,
+        shards: Sequence[ShardRef],
         on_done: Callable[[ShardSummary], None],
         stop: threading.Event | None = None,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
+        if self._imports is not None:
+            self._imports.join()
         threads = _torch_threads()
         stages: dict[str, Stage] = {}
         sources: dict[str, RealSource] = {}
         params_by_name = {params.generator_name: params for params in ctx.spec.stages}
+        track = "in-process"
         try:
-            for shard in shards:
+            for ref in shards:
                 if stop is not None and stop.is_set():
                     return
+                shard_start = time.time()
                 try:
-                    batches = []
+                    shard = plan.shard(ref)
+                    batches, model_jobs = [], 0
                     for name, jobs in stage_batches(ctx, shard):
                         if name not in stages:
+                            started = time.time()
                             stages[name] = make_stage(params_by_name[name], ctx.base_dir, ctx.spec.image.size)
                             stages[name].setup()
+                            self._span(f"load {name}", track, started)
+                        started = time.time()
                         batches.append(run_stage(ctx, stages[name], jobs, sources))
+                        model_jobs += len(jobs)
+                        self._span(f"batch {name}", track, started, shard=ref.path, jobs=len(jobs))
+                        if on_batch:
+                            on_batch(len(jobs))
+                    started = time.time()
                     summary = build_shard(ctx, shard, batches)
+                    self._span("write shard", track, started, shard=ref.path)
                 except OSError:
                     raise  # disk full, a file-size limit: the caller says what to do
                 except Exception as err:  # named like the Ray executor's failures
-                    raise ShardFailed(f"shard {shard.path} failed: {type(err).__name__}: {err}") from err
+                    raise ShardFailed(f"shard {ref.path} failed: {type(err).__name__}: {err}") from err
+                self._span(f"shard {ref.path}", "shards", shard_start)
+                if on_batch:
+                    on_batch(ref.count - model_jobs)
                 on_done(summary)
         finally:
             _restore_torch_threads(threads)
 
+    def _span(self, name: str, track: str, start_s: float, **args: object) -> None:
+        if self.timeline is not None:
+            self.timeline.span(name, track, start_s, time.time(), **args)
+
 
 def _torch_threads() -> int | None:
     """torch's thread count if torch is loaded (CPU stages pin it to 1 for reproducible floats)."""
-    import sys
-
     torch = sys.modules.get("torch")
     return int(torch.get_num_threads()) if torch is not None else None
 
 
 def _restore_torch_threads(threads: int | None) -> None:
     """Give this process back the thread count it had before the build."""
-    import sys
-
     torch = sys.modules.get("torch")
     if torch is not None and threads is not None:
         torch.set_num_threads(threads)

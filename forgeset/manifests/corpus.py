@@ -6,14 +6,20 @@ splits, and a manifest whose keys, splits, generators, sources and parents are p
 whose shards are the index's. Every file of a corpus is untrusted input: a doctored corpus is
 refused with one error naming the file and the field, before anything is written anywhere.
 Samples are streamed shard by shard (`iter_samples`), so no command holds the whole corpus.
+
+The manifest is validated row group by row group, reading only the columns the checks need; the
+reader keeps which row groups hold each shard's rows, so a shard's rows are read on their own
+(`shard_rows`). `table`, `rows` and `rows_by_key` load the whole manifest, on first use only,
+for the commands that want it whole.
 """
 
 from __future__ import annotations
 
 import json
 import tarfile
+from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -140,16 +146,72 @@ def _first_bad(column: pa.ChunkedArray, valid: pa.ChunkedArray) -> Any:
     return column.filter(bad)[0].as_py()
 
 
+# Rows per batch when the manifest is validated or streamed.
+BATCH_ROWS = 65_536
+_NAME = f"^[a-z0-9][a-z0-9-]{{0,{NAME_MAX_LENGTH - 1}}}$"
+_SOURCE = f"^[a-z0-9][a-z0-9-]{{0,{NAME_MAX_LENGTH - 1}}}:"
+_NAME_COLUMNS = ("generator", "parent_key", "group")
+# The columns the validation reads: the names, never the prompts or captions.
+VALIDATED_COLUMNS = ("key", "split", "label", "kind", "shard", "format", *_NAME_COLUMNS, "source")
+
+
+@dataclass(frozen=True)
+class ManifestMap:
+    """What validating the manifest learned: its rows, and which row groups hold each shard's rows."""
+
+    rows: int = 0
+    shard_counts: dict[str, int] = field(default_factory=dict)
+    row_groups: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+def _column_checks(table: pa.Table, listed: pa.Array) -> list[tuple[str, pa.ChunkedArray, str]]:
+    """(column, valid, problem) per check, in the order problems are reported."""
+    checks: list[tuple[str, pa.ChunkedArray, str]] = [
+        ("key", pc.match_substring_regex(table["key"], _NAME), "is not a plain name"),
+        ("split", pc.is_in(table["split"], pa.array(layout.ALL_SPLITS)), "is not a known split"),
+        ("label", pc.is_in(table["label"], pa.array(list(LABELS))), "is not a label"),
+        ("kind", pc.match_substring_regex(table["kind"], _NAME), "is not a plain name"),
+        ("shard", pc.is_in(table["shard"], listed), "is not a shard listed in index.json"),
+        ("format", pc.is_in(table["format"], pa.array(list(layout.IMAGE_MEMBERS))), "is not an image format"),
+    ]
+    for column in _NAME_COLUMNS:
+        checks.append((column, pc.match_substring_regex(table[column], _NAME), "is not a plain name"))
+    checks.append(
+        ("source", pc.match_substring_regex(table["source"], _SOURCE), "does not start with a plain source name")
+    )
+    return checks
+
+
+def _batch_problems(table: pa.Table, listed: pa.Array) -> list[str | None]:
+    """Per check (column checks, then split and generator), the problem in this batch or None."""
+    problems: list[str | None] = []
+    for column, valid, problem in _column_checks(table, listed):
+        nullable = MANIFEST_SCHEMA.field(column).nullable
+        if nullable:
+            valid = pc.or_kleene(pc.is_null(table[column]), valid)
+        bad = _first_bad(table[column], valid)
+        failed = bad is not None or (not nullable and table[column].null_count)
+        problems.append(f"column {column}: {bad!r} {problem}" if failed else None)
+    shard_split = pc.replace_substring_regex(table["shard"], pattern="/.*$", replacement="")
+    bad = _first_bad(table["key"], pc.equal(shard_split, table["split"]))
+    problems.append(None if bad is None else f"column split: sample {bad!r} is not in a shard of its split")
+    # By kind, not label: curation may relabel a sample, but what made it does not change.
+    made = pc.not_equal(table["kind"], REAL_KIND)
+    bad = _first_bad(table["key"], pc.equal(made, pc.is_valid(table["generator"])))
+    problems.append(None if bad is None else f"column generator: sample {bad!r} is made without one, or real with one")
+    return problems
+
+
 class Corpus:
     """A validated, finished corpus. Open it with `Corpus.open(OUT)`."""
 
     path_inside = staticmethod(layout.path_inside)
 
-    def __init__(self, root: Path, index: IndexFile, table: pa.Table) -> None:
+    def __init__(self, root: Path, index: IndexFile, manifest: ManifestMap) -> None:
         self.root = root
         self.layout = layout.Layout(root)
         self.index = index
-        self.table = table
+        self.manifest = manifest
 
     @classmethod
     def open(cls, root: Path) -> Corpus:
@@ -162,8 +224,8 @@ class Corpus:
                 raise CorpusError(f"{root}: not a finished corpus (the build did not finish: resume it)")
             raise CorpusError(f"{root}: not a finished corpus (no {layout.INDEX_NAME}: not a forgeset build)")
         index = cls._read_index(paths.index)
-        corpus = cls(root, index, pa.table({}))
-        corpus.table = cls._read_manifest(corpus.vouched(layout.MANIFEST_NAME), index)
+        corpus = cls(root, index, ManifestMap())
+        corpus.manifest = cls._read_manifest(corpus.vouched(layout.MANIFEST_NAME), index)
         return corpus
 
     @staticmethod
@@ -183,54 +245,75 @@ class Corpus:
         return index
 
     @staticmethod
-    def _read_manifest(path: Path, index: IndexFile) -> pa.Table:
+    def _open_manifest(path: Path) -> pq.ParquetFile:
         if not path.is_file():
             raise CorpusError(f"{path} is missing")
         try:
-            table = pq.read_table(path)
+            return pq.ParquetFile(path)
         except (OSError, pa.ArrowException) as err:
             raise CorpusError(f"{path}: not a readable parquet file ({err})") from None
-        for field in MANIFEST_SCHEMA:
-            if field.name not in table.column_names:
-                raise CorpusError(f"{path}: column {field.name} is missing")
-            if table.schema.field(field.name).type != field.type:
+
+    @classmethod
+    def _read_manifest(cls, path: Path, index: IndexFile) -> ManifestMap:
+        """Validate the manifest row group by row group; problems are reported as a whole-table check would."""
+        parquet = cls._open_manifest(path)
+        schema = parquet.schema_arrow
+        for expected in MANIFEST_SCHEMA:
+            if expected.name not in schema.names:
+                raise CorpusError(f"{path}: column {expected.name} is missing")
+            if schema.field(expected.name).type != expected.type:
                 raise CorpusError(
-                    f"{path}: column {field.name} is {table.schema.field(field.name).type}, expected {field.type}"
+                    f"{path}: column {expected.name} is {schema.field(expected.name).type}, expected {expected.type}"
                 )
-        table = table.select(MANIFEST_SCHEMA.names)
-        name = f"^[a-z0-9][a-z0-9-]{{0,{NAME_MAX_LENGTH - 1}}}$"
         listed = pa.array([shard.path for shard in index.shards], pa.string())
-        checks: list[tuple[str, pa.ChunkedArray, str]] = [
-            ("key", pc.match_substring_regex(table["key"], name), "is not a plain name"),
-            ("split", pc.is_in(table["split"], pa.array(layout.ALL_SPLITS)), "is not a known split"),
-            ("label", pc.is_in(table["label"], pa.array(list(LABELS))), "is not a label"),
-            ("kind", pc.match_substring_regex(table["kind"], name), "is not a plain name"),
-            ("shard", pc.is_in(table["shard"], listed), "is not a shard listed in index.json"),
-            ("format", pc.is_in(table["format"], pa.array(list(layout.IMAGE_MEMBERS))), "is not an image format"),
-        ]
-        for column in ("generator", "parent_key", "group"):
-            checks.append((column, pc.match_substring_regex(table[column], name), "is not a plain name"))
-        source_name = pc.match_substring_regex(table["source"], f"^[a-z0-9][a-z0-9-]{{0,{NAME_MAX_LENGTH - 1}}}:")
-        checks.append(("source", source_name, "does not start with a plain source name"))
-        for column, valid, problem in checks:
-            nullable = MANIFEST_SCHEMA.field(column).nullable
-            if nullable:
-                valid = pc.or_kleene(pc.is_null(table[column]), valid)
-            bad = _first_bad(table[column], valid)
-            if bad is not None or (not nullable and table[column].null_count):
-                raise CorpusError(f"{path}: column {column}: {bad!r} {problem}")
-        if pc.count_distinct(table["key"]).as_py() != table.num_rows:
+        first_problem: dict[int, str] = {}
+        keys: list[pa.Array] = []
+        counts: Counter[str] = Counter()
+        groups: dict[str, list[int]] = {}
+        try:
+            for group in range(parquet.num_row_groups):
+                for batch in parquet.iter_batches(BATCH_ROWS, row_groups=[group], columns=list(VALIDATED_COLUMNS)):
+                    table = pa.Table.from_batches([batch])
+                    for check, problem in enumerate(_batch_problems(table, listed)):
+                        if problem is not None:
+                            first_problem.setdefault(check, problem)
+                    keys.append(batch.column("key"))
+                    for entry in pc.value_counts(table["shard"]).to_pylist():
+                        counts[entry["values"]] += entry["counts"]
+                        shard_groups = groups.setdefault(entry["values"], [])
+                        if not shard_groups or shard_groups[-1] != group:
+                            shard_groups.append(group)
+        except (OSError, pa.ArrowException) as err:
+            raise CorpusError(f"{path}: not a readable parquet file ({err})") from None
+        column_checks = len(_column_checks(MANIFEST_SCHEMA.empty_table(), listed))
+        reported = [check for check in sorted(first_problem) if check < column_checks]
+        if reported:
+            raise CorpusError(f"{path}: {first_problem[reported[0]]}")
+        rows = sum(len(array) for array in keys)
+        if keys and pc.count_distinct(pa.chunked_array(keys)).as_py() != rows:
             raise CorpusError(f"{path}: column key: a key is listed twice")
-        shard_split = pc.replace_substring_regex(table["shard"], pattern="/.*$", replacement="")
-        bad = _first_bad(table["key"], pc.equal(shard_split, table["split"]))
-        if bad is not None:
-            raise CorpusError(f"{path}: column split: sample {bad!r} is not in a shard of its split")
-        # By kind, not label: curation may relabel a sample, but what made it does not change.
-        made = pc.not_equal(table["kind"], REAL_KIND)
-        bad = _first_bad(table["key"], pc.equal(made, pc.is_valid(table["generator"])))
-        if bad is not None:
-            raise CorpusError(f"{path}: column generator: sample {bad!r} is made without one, or real with one")
-        return table
+        if first_problem:
+            raise CorpusError(f"{path}: {first_problem[min(first_problem)]}")
+        return ManifestMap(rows, dict(counts), {shard: tuple(ids) for shard, ids in groups.items()})
+
+    def manifest_batches(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
+        """The manifest in order, a row group (or BATCH_ROWS rows) at a time, of `columns` (default all)."""
+        parquet = self._open_manifest(self.layout.manifest)
+        for batch in parquet.iter_batches(BATCH_ROWS, columns=columns or MANIFEST_SCHEMA.names):
+            yield pa.Table.from_batches([batch])
+
+    def shard_rows(self, shard: str) -> pa.Table:
+        """The manifest rows of one shard (manifest order), reading only the row groups that hold them."""
+        groups = self.manifest.row_groups.get(shard, ())
+        if not groups:
+            return MANIFEST_SCHEMA.empty_table()
+        table = self._open_manifest(self.layout.manifest).read_row_groups(list(groups), columns=MANIFEST_SCHEMA.names)
+        return table.filter(pc.equal(table["shard"], shard))
+
+    @cached_property
+    def table(self) -> pa.Table:
+        """The whole manifest as one table (loaded on first use: prefer `manifest_batches` or `shard_rows`)."""
+        return pq.read_table(self.layout.manifest, columns=MANIFEST_SCHEMA.names)
 
     def vouched(self, name: str) -> Path:
         """A file index.json vouches for, after checking its size and sha256 against the index."""
@@ -307,10 +390,10 @@ class Corpus:
     def iter_samples_of(self, shard: IndexShard) -> Iterator[CorpusSample]:
         """The samples of one listed shard, in tar order (key order), each member read once."""
         allowed = set(self.index.members)
-        rows = self.rows_by_key
         path = self.layout.shard(shard.path)
         if not path.is_file():
             raise CorpusError(f"{shard.path}: shard is missing")
+        rows = {row["key"]: row for row in self.shard_rows(shard.path).to_pylist()}
         current: str | None = None
         members: dict[str, bytes] = {}
         seen: set[str] = set()
@@ -334,11 +417,10 @@ class Corpus:
         if len(seen) != listed:
             raise CorpusError(f"{shard.path}: holds {len(seen)} samples, the manifest lists {listed}")
 
-    @cached_property
+    @property
     def shard_counts(self) -> dict[str, int]:
         """Manifest rows per shard path."""
-        counts = pc.value_counts(self.table["shard"]).to_pylist()
-        return {entry["values"]: entry["counts"] for entry in counts}
+        return self.manifest.shard_counts
 
     def _sample(
         self, shard: IndexShard, key: str, members: dict[str, bytes], rows: dict[str, dict[str, Any]]

@@ -3,6 +3,12 @@
 index.json vouches for every file of the corpus: the sha256 and size of the manifest, the rejects,
 the resolved spec and each shard, plus `index_sha256`, the sha256 of its own canonical content
 (every other field, keys sorted, compact separators), so an edit of any field is detected.
+
+Finalize streams: the per-shard row files are read a few at a time (threads: parquet decoding
+releases the GIL) and appended to manifest.parquet in row groups, never one table of the whole
+corpus; the counts are reduced shard by shard (Arrow group-by, merged), the leakage figures from
+four columns, the bias probe from a bounded sample. Memory: the leakage columns (about 110 bytes
+a row) plus one row group, instead of a Python dict per row.
 """
 
 from __future__ import annotations
@@ -11,19 +17,22 @@ import hashlib
 import json
 import platform
 import zlib
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from forgeset.core.faults import checkpoint
-from forgeset.manifests.bias_probe import bias_probe, leakage
+from forgeset.manifests.bias_probe import LEAKAGE_COLUMNS, PROBE_COLUMNS, bias_probe, leakage
 from forgeset.manifests.layout import MANIFEST_NAME, REJECTS_NAME, RESOLVED_SPEC_NAME, Layout
 from forgeset.manifests.schema import FORMAT_VERSION, MANIFEST_SCHEMA, REJECTS_SCHEMA
-from forgeset.manifests.shard_writer import file_sha256, read_marker
+from forgeset.manifests.shard_writer import ShardMarker, file_sha256, read_marker
 
 # The files besides the shards that index.json vouches for.
 VOUCHED_FILES = (MANIFEST_NAME, REJECTS_NAME, RESOLVED_SPEC_NAME)
@@ -68,20 +77,175 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+COUNT_COLUMNS = ("split", "label", "kind", "generator")
+# The manifest columns ManifestTally reads.
+TALLY_COLUMNS = tuple(dict.fromkeys((*COUNT_COLUMNS, *LEAKAGE_COLUMNS, *PROBE_COLUMNS)))
+# The bias probe is fitted on at most this many rows: the same fit at any corpus size, a few seconds.
+PROBE_SAMPLE_ROWS = 100_000
+# Rows per manifest row group: bounded memory while writing, and readers can stream it.
+ROW_GROUP_ROWS = 65_536
+# Row files read ahead of the writer during finalize.
+READ_AHEAD = 8
+_REAL_GENERATOR = "(real)"
+_POSITION = "__position"
+
+
+def _tally(counts: Counter[tuple[Any, ...]], split: str | None) -> dict[str, Any]:
+    """Total, label, kind and generator counts of one split (or all) from merged group counts."""
+    label: Counter[str] = Counter()
+    kind: Counter[str] = Counter()
+    generator: Counter[str] = Counter()
+    for (row_split, row_label, row_kind, row_generator), n in counts.items():
+        if split is None or row_split == split:
+            label[row_label] += n
+            kind[row_kind] += n
+            generator[row_generator or _REAL_GENERATOR] += n
+    total = sum(label.values())
+    return {
+        "total": total,
+        "label": dict(sorted(label.items())),
+        "kind": dict(sorted(kind.items())),
+        "generator": dict(sorted(generator.items())),
+    }
+
+
+class ManifestTally:
+    """Reduce a manifest fed in tables (shard by shard, or row group by row group) to its index figures.
+
+    Counts are merged Arrow group-bys; the leakage figures need every row's key, split, parent
+    and image hash (kept as columns); the bias probe is fitted on a sample of at most
+    `probe_rows` rows: those with the smallest (image sha256, key), which depends on the rows
+    and not on the order they arrive in, fitted in manifest order. Up to `probe_rows` rows the
+    probe sees every row.
+    """
+
+    def __init__(self, probe_rows: int = PROBE_SAMPLE_ROWS) -> None:
+        self.probe_rows = probe_rows
+        self.samples = 0
+        self._counts: Counter[tuple[Any, ...]] = Counter()
+        self._lineage: list[pa.Table] = []
+        self._probe: list[pa.Table] = []
+        self._probe_held = 0
+
+    def add(self, table: pa.Table) -> None:
+        """Fold in the next rows (manifest order), which hold at least TALLY_COLUMNS."""
+        grouped = table.group_by(list(COUNT_COLUMNS)).aggregate([([], "count_all")])
+        for row in grouped.to_pylist():
+            self._counts[tuple(row[name] for name in COUNT_COLUMNS)] += row["count_all"]
+        self._lineage.append(table.select(list(LEAKAGE_COLUMNS)))
+        position = pa.array(range(self.samples, self.samples + table.num_rows), pa.int64())
+        probe = table.select(list(dict.fromkeys((*PROBE_COLUMNS, "sha256", "key"))))
+        self._probe.append(probe.append_column(_POSITION, position))
+        self._probe_held += table.num_rows
+        self.samples += table.num_rows
+        if self._probe_held > 2 * self.probe_rows:
+            self._shrink_probe()
+
+    def _shrink_probe(self) -> None:
+        held = pa.concat_tables(self._probe)
+        if held.num_rows > self.probe_rows:
+            held = held.sort_by([("sha256", "ascending"), ("key", "ascending")]).slice(0, self.probe_rows)
+        self._probe, self._probe_held = [held], held.num_rows
+
+    def counts(self) -> dict[str, Any]:
+        """Sample counts overall and per split, by label, kind and generator (index.json `counts`)."""
+        splits = sorted({key[0] for key in self._counts})
+        return {"all": _tally(self._counts, None), "splits": {s: _tally(self._counts, s) for s in splits}}
+
+    def lineage(self) -> pa.Table:
+        """Key, split, parent and image hash of every row seen."""
+        if not self._lineage:
+            return MANIFEST_SCHEMA.empty_table().select(list(LEAKAGE_COLUMNS))
+        return pa.concat_tables(self._lineage)
+
+    def leakage(self) -> dict[str, int]:
+        """index.json `leakage`."""
+        return leakage(self.lineage())
+
+    def orphan(self) -> tuple[str, str] | None:
+        """The first (key, parent_key), manifest order, whose parent is not a key of the manifest; or None."""
+        lineage = self.lineage()
+        keys = lineage["key"].combine_chunks()
+        missing = pc.and_(pc.is_valid(lineage["parent_key"]), pc.invert(pc.is_in(lineage["parent_key"], keys)))
+        orphans = lineage.filter(pc.fill_null(missing, False))
+        if orphans.num_rows == 0:
+            return None
+        return str(orphans["key"][0].as_py()), str(orphans["parent_key"][0].as_py())
+
+    def bias_probe(self) -> dict[str, Any]:
+        """index.json `bias_probe`: fitted on the sample, in manifest order; says so when sampled."""
+        if not self._probe:
+            return bias_probe(MANIFEST_SCHEMA.empty_table().select(list(PROBE_COLUMNS)))
+        self._shrink_probe()
+        sample = self._probe[0].sort_by(_POSITION)
+        probe = bias_probe(sample)
+        if self.samples > sample.num_rows:
+            probe["sample"] = {"rows": sample.num_rows, "of": self.samples}
+        return probe
+
+
 def count_table(manifest: pa.Table) -> dict[str, Any]:
     """Sample counts overall and per split, by label, kind and generator."""
-    rows = manifest.select(["split", "label", "kind", "generator"]).to_pylist()
+    tally = ManifestTally(probe_rows=0)
+    tally.add(manifest.select(list(TALLY_COLUMNS)))
+    return tally.counts()
 
-    def tally(subset: list[dict]) -> dict[str, Any]:
-        return {
-            "total": len(subset),
-            "label": dict(sorted(Counter(r["label"] for r in subset).items())),
-            "kind": dict(sorted(Counter(r["kind"] for r in subset).items())),
-            "generator": dict(sorted(Counter(r["generator"] or "(real)" for r in subset).items())),
-        }
 
-    splits = sorted({r["split"] for r in rows})
-    return {"all": tally(rows), "splits": {s: tally([r for r in rows if r["split"] == s]) for s in splits}}
+class _ParquetAppender:
+    """Append tables to one parquet file in row groups of about ROW_GROUP_ROWS rows."""
+
+    def __init__(self, path: Path, schema: pa.Schema) -> None:
+        self.schema = schema
+        self.rows = 0
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._writer = pq.ParquetWriter(path, schema)
+
+    def write(self, table: pa.Table) -> None:
+        """Queue `table`'s rows; full row groups are written out."""
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        self.rows += table.num_rows
+        if self._pending_rows >= ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self._pending_rows:
+            self._writer.write_table(pa.concat_tables(self._pending), row_group_size=max(self._pending_rows, 1))
+        self._pending, self._pending_rows = [], 0
+
+    def close(self) -> None:
+        """Write what is queued and the footer."""
+        self._flush()
+        self._writer.close()
+
+
+def _read_rows(path: Path, schema: pa.Schema) -> pa.Table:
+    """One per-shard row file, in `schema` (ParquetFile: no dataset discovery per small file)."""
+    table = pq.ParquetFile(path).read()
+    if not table.schema.equals(schema):
+        table = table.select(schema.names).cast(schema)
+    return table
+
+
+def _read_state(state: Path) -> tuple[ShardMarker, pa.Table, pa.Table]:
+    marker = read_marker(state)
+    if marker is None:
+        raise FileNotFoundError(f"{Layout.marker_file(state)} is missing: shard not finished")
+    rows = _read_rows(Layout.rows_file(state), MANIFEST_SCHEMA)
+    return marker, rows, _read_rows(Layout.rejects_file(state), REJECTS_SCHEMA)
+
+
+def _read_states(states: Iterable[Path]) -> Iterator[tuple[ShardMarker, pa.Table, pa.Table]]:
+    """Every shard's marker, rows and rejects in plan order, READ_AHEAD files read ahead."""
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        pending: deque[Future[tuple[ShardMarker, pa.Table, pa.Table]]] = deque()
+        for state in states:
+            pending.append(pool.submit(_read_state, state))
+            if len(pending) >= READ_AHEAD:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -100,26 +264,31 @@ def finalize(
     shard_states: list[tuple[str, Path]],
     derived_from: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Concatenate per-shard rows in plan order and write the index; returns the index dict."""
-    shards, row_tables, reject_tables = [], [], []
+    """Append per-shard rows in plan order to the manifest, reduce them, and write the index last."""
+    shards = []
     paths = Layout(out_dir)
-    for split, state in shard_states:
-        marker = read_marker(state)
-        if marker is None:
-            raise FileNotFoundError(f"{Layout.marker_file(state)} is missing: shard not finished")
-        shards.append(
-            {"path": marker.path, "split": split, "count": marker.count, "bytes": marker.bytes, "sha256": marker.sha256}
-        )
-        row_tables.append(pq.read_table(Layout.rows_file(state), schema=MANIFEST_SCHEMA))
-        reject_tables.append(pq.read_table(Layout.rejects_file(state), schema=REJECTS_SCHEMA))
-    manifest = pa.concat_tables(row_tables) if row_tables else MANIFEST_SCHEMA.empty_table()
-    rejects = pa.concat_tables(reject_tables) if reject_tables else REJECTS_SCHEMA.empty_table()
-    pq.write_table(manifest, paths.manifest)
-    pq.write_table(rejects, paths.rejects)
+    tally = ManifestTally()
+    manifest = _ParquetAppender(paths.manifest, MANIFEST_SCHEMA)
+    rejects = _ParquetAppender(paths.rejects, REJECTS_SCHEMA)
+    try:
+        splits = [split for split, _ in shard_states]
+        for split, (marker, rows, shard_rejects) in zip(splits, _read_states(s for _, s in shard_states), strict=True):
+            shards.append(
+                {
+                    "path": marker.path,
+                    "split": split,
+                    "count": marker.count,
+                    "bytes": marker.bytes,
+                    "sha256": marker.sha256,
+                }
+            )
+            manifest.write(rows)
+            rejects.write(shard_rejects)
+            tally.add(rows.select(list(TALLY_COLUMNS)))
+    finally:
+        manifest.close()
+        rejects.close()
     checkpoint("manifest-written")
-    rows = manifest.select(
-        ["key", "split", "label", "parent_key", "sha256", "width", "height", "bytes", "format", "quality"]
-    ).to_pylist()
     index = {
         "format_version": FORMAT_VERSION,
         "name": spec_name,
@@ -127,11 +296,11 @@ def finalize(
         "image_policy": image_policy,
         "members": members,
         "libraries": library_versions(),
-        "samples": manifest.num_rows,
-        "rejects": rejects.num_rows,
-        "counts": count_table(manifest),
-        "leakage": leakage(rows),
-        "bias_probe": bias_probe(rows),
+        "samples": tally.samples,
+        "rejects": rejects.rows,
+        "counts": tally.counts(),
+        "leakage": tally.leakage(),
+        "bias_probe": tally.bias_probe(),
         "shards": shards,
         "files": {name: file_entry(out_dir / name) for name in VOUCHED_FILES},
     }

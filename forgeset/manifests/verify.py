@@ -5,6 +5,14 @@ resolved spec and every shard; that spec_sha256 is the hash of spec.resolved.yam
 members, image hash, size and decoding; that each KEY.json equals its manifest row field by field;
 the counts and leakage figures recomputed from the manifest. Files under OUT that the index does
 not know (other than build state and other commands' outputs) are listed; `strict` fails on them.
+
+Shards are hashed and decoded in parallel processes (`jobs`), each reading only its shard's
+manifest rows; the manifest-wide checks (counts, leakage, parents, the bias probe) are reduced
+from columns, never a Python dict per row. Each file is hashed once. The bias probe is refitted
+on the same bounded sample finalize fitted it on (at most PROBE_SAMPLE_ROWS rows, chosen by
+image hash), so a doctored probe, which could wave a corpus through the bias gate, is still
+caught, at a cost that does not grow with the corpus. `hash_only` checks every byte against the
+index without decoding a sample: as fast as the disk and the hash allow.
 """
 
 from __future__ import annotations
@@ -12,17 +20,18 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from collections import Counter
+import multiprocessing
+import os
 from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
 from forgeset.manifests import layout
-from forgeset.manifests.bias_probe import bias_probe, leakage
-from forgeset.manifests.corpus import Corpus, CorpusError, CorpusSample
-from forgeset.manifests.index import VOUCHED_FILES, count_table
+from forgeset.manifests.corpus import Corpus, CorpusError, CorpusSample, IndexShard
+from forgeset.manifests.index import TALLY_COLUMNS, VOUCHED_FILES, ManifestTally
 from forgeset.manifests.schema import LABELS
 from forgeset.manifests.shard_writer import file_sha256
 
@@ -86,68 +95,134 @@ def unlisted_files(corpus: Corpus) -> list[str]:
     return found
 
 
-def verify_corpus(out_dir: Path, progress: Callable[[int], None] | None = None, strict: bool = False) -> dict[str, Any]:
+def default_jobs() -> int:
+    """Worker processes verify uses by default: the CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _check_shard(corpus: Corpus, entry: IndexShard, sizes: set[int], hash_only: bool) -> int:
+    """Check one shard's bytes against the index and, unless `hash_only`, every sample in it; returns its samples."""
+    path = corpus.layout.shard(entry.path)
+    if not path.is_file():
+        raise CorpusInvalid(f"{entry.path}: shard is missing")
+    if path.stat().st_size != entry.bytes or file_sha256(path) != entry.sha256:
+        raise CorpusInvalid(f"{entry.path}: sha256 differs from index.json (the shard was altered)")
+    listed = corpus.shard_counts.get(entry.path, 0)
+    if hash_only:
+        if listed != entry.count:
+            raise CorpusInvalid(f"{entry.path}: manifest lists {listed} samples, index.json says {entry.count}")
+        return listed
+    count = 0
+    try:
+        for sample in corpus.iter_samples_of(entry):
+            _check_sample(sample, corpus.localized, sizes)
+            if sample.row["split"] != entry.split:
+                raise CorpusInvalid(f"{entry.path}: sample {sample.key} is listed under split {sample.row['split']}")
+            count += 1
+    except CorpusInvalid:
+        raise
+    except CorpusError as err:  # the shard's own content is wrong: damage, not a refused folder
+        raise CorpusInvalid(str(err)) from None
+    if count != entry.count or listed != entry.count:
+        raise CorpusInvalid(
+            f"{entry.path}: holds {count} samples, manifest lists {listed}, index.json says {entry.count}"
+        )
+    return count
+
+
+# A worker process's view of the corpus, set once per process by _start_worker.
+_worker_corpus: Corpus | None = None
+
+
+def _start_worker(corpus: Corpus) -> None:
+    global _worker_corpus
+    _worker_corpus = corpus
+
+
+def _check_shard_in_worker(entry: IndexShard, sizes: set[int], hash_only: bool) -> int:
+    if _worker_corpus is None:
+        raise RuntimeError("verify worker started without its corpus")
+    return _check_shard(_worker_corpus, entry, sizes, hash_only)
+
+
+def _check_shards(
+    corpus: Corpus, sizes: set[int], hash_only: bool, jobs: int, progress: Callable[[int], None] | None
+) -> int:
+    """Check every listed shard, `jobs` at a time; the first problem in shard order is raised."""
+    shards = corpus.index.shards
+    seen = 0
+    if jobs <= 1 or len(shards) <= 1:
+        for entry in shards:
+            count = _check_shard(corpus, entry, sizes, hash_only)
+            seen += count
+            if progress:
+                progress(count)
+        return seen
+    # spawn, not fork: the caller may hold threads (Arrow's pools, Ray) that a forked child would inherit stuck.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        min(jobs, len(shards)), mp_context=context, initializer=_start_worker, initargs=(corpus,)
+    ) as pool:
+        futures: list[Future[int]] = [pool.submit(_check_shard_in_worker, entry, sizes, hash_only) for entry in shards]
+        try:
+            for future in futures:
+                count = future.result()
+                seen += count
+                if progress:
+                    progress(count)
+        finally:
+            for future in futures:
+                future.cancel()
+    return seen
+
+
+def verify_corpus(
+    out_dir: Path,
+    progress: Callable[[int], None] | None = None,
+    strict: bool = False,
+    jobs: int | None = None,
+    hash_only: bool = False,
+    on_total: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
     """Re-hash every file, decode every image, check members, labels, keys, rows and counts.
 
+    `jobs` worker processes check shards (default: every CPU); `hash_only` skips decoding samples.
+    `progress(n)` is called as shards finish with their sample count, after `on_total(samples)`.
     Raises CorpusError (CorpusInvalid) naming the first file, shard or sample that is wrong;
-    returns totals and the unlisted files if all is well (`strict`: unlisted files are an error).
+    returns totals (shards, samples, shard bytes) and the unlisted files if all is well (`strict`:
+    unlisted files are an error).
     """
-    corpus = Corpus.open(out_dir)
+    corpus = Corpus.open(out_dir)  # hashes the manifest, once
     index = corpus.index
-    if corpus.table.num_rows != index.samples:
-        raise CorpusInvalid(f"manifest has {corpus.table.num_rows} rows, index.json says {index.samples}")
-    for name in VOUCHED_FILES:
-        corpus.vouched(name)
+    if corpus.manifest.rows != index.samples:
+        raise CorpusInvalid(f"manifest has {corpus.manifest.rows} rows, index.json says {index.samples}")
+    corpus.vouched(layout.RESOLVED_SPEC_NAME)
     if index.spec_sha256 != index.files[layout.RESOLVED_SPEC_NAME].sha256:
         raise CorpusInvalid(f"index.json: spec_sha256 is not the sha256 of {layout.RESOLVED_SPEC_NAME}")
-    if corpus.read_rejects().num_rows != index.rejects:
+    if corpus.read_rejects().num_rows != index.rejects:  # read_rejects hashes the rejects, once
         raise CorpusInvalid(f"{layout.REJECTS_NAME} has a different number of rows than index.json says")
-    if count_table(corpus.table) != index.counts:
+    tally = ManifestTally()
+    for batch in corpus.manifest_batches(list(TALLY_COLUMNS)):
+        tally.add(batch)
+    if tally.counts() != index.counts:
         raise CorpusInvalid("index.json: counts differ from the manifest's")
-    columns = ["key", "split", "label", "parent_key", "sha256", "width", "height", "bytes", "format", "quality"]
-    rows_for_checks = corpus.table.select(columns).to_pylist()
-    if leakage(rows_for_checks) != index.leakage:
+    if tally.leakage() != index.leakage:
         raise CorpusInvalid("index.json: leakage figures differ from the manifest's")
-    if bias_probe(rows_for_checks) != index.bias_probe:
+    if tally.bias_probe() != index.bias_probe:
         raise CorpusInvalid("index.json: bias_probe differs from the probe recomputed on the manifest")
     unlisted = unlisted_files(corpus)
     if strict and unlisted:
         raise CorpusInvalid(f"{len(unlisted)} files under {out_dir} are not in index.json, e.g. {unlisted[0]}")
-    rows = corpus.rows_by_key
-    orphan = next((r for r in corpus.rows if r["parent_key"] and r["parent_key"] not in rows), None)
-    if orphan:
-        raise CorpusInvalid(f"sample {orphan['key']}: parent_key {orphan['parent_key']!r} is not in the manifest")
+    orphan = tally.orphan()
+    if orphan is not None:
+        raise CorpusInvalid(f"sample {orphan[0]}: parent_key {orphan[1]!r} is not in the manifest")
+    del tally
     policy = corpus.policy
     sizes = {policy.for_label(label).size for label in LABELS}
-    rows_per_shard: Counter[Any] = Counter(row["shard"] for row in corpus.rows)
-    seen = 0
-    for entry in index.shards:
-        path = corpus.layout.shard(entry.path)
-        if not path.is_file():
-            raise CorpusInvalid(f"{entry.path}: shard is missing")
-        if path.stat().st_size != entry.bytes or file_sha256(path) != entry.sha256:
-            raise CorpusInvalid(f"{entry.path}: sha256 differs from index.json (the shard was altered)")
-        count = 0
-        try:
-            for sample in corpus.iter_samples_of(entry):
-                _check_sample(sample, corpus.localized, sizes)
-                if sample.row["split"] != entry.split:
-                    raise CorpusInvalid(
-                        f"{entry.path}: sample {sample.key} is listed under split {sample.row['split']}"
-                    )
-                count += 1
-        except CorpusInvalid:
-            raise
-        except CorpusError as err:  # the shard's own content is wrong: damage, not a refused folder
-            raise CorpusInvalid(str(err)) from None
-        listed = rows_per_shard[entry.path]
-        if count != entry.count or listed != entry.count:
-            raise CorpusInvalid(
-                f"{entry.path}: holds {count} samples, manifest lists {listed}, index.json says {entry.count}"
-            )
-        seen += count
-        if progress:
-            progress(count)
-    if seen != len(rows):
-        raise CorpusInvalid(f"shards hold {seen} samples, manifest lists {len(rows)}")
-    return {"shards": len(index.shards), "samples": seen, "unlisted": unlisted}
+    if on_total:
+        on_total(index.samples)
+    seen = _check_shards(corpus, sizes, hash_only, jobs or default_jobs(), progress)
+    if seen != corpus.manifest.rows:
+        raise CorpusInvalid(f"shards hold {seen} samples, manifest lists {corpus.manifest.rows}")
+    shard_bytes = sum(entry.bytes for entry in index.shards)
+    return {"shards": len(index.shards), "samples": seen, "bytes": shard_bytes, "unlisted": unlisted}

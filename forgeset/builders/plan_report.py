@@ -15,13 +15,30 @@ from forgeset.builders.planner import Plan
 SECONDS_PER_IMAGE_STEP_512 = 1 / 6.08 / 25
 
 
+MAX_LISTED_SHARDS = 32
+"""Up to this many shards the summary lists each one; beyond, per split min/median/max sizes."""
+
+
 def summarize_plan(plan: Plan) -> dict[str, Any]:
-    """Counts per split (samples, shards), per generator (samples, steps, size, estimate), totals."""
-    splits: dict[str, dict[str, int]] = {}
-    for shard in plan.shards:
-        entry = splits.setdefault(shard.split, {"samples": 0, "shards": 0})
-        entry["samples"] += shard.count
-        entry["shards"] += 1
+    """Counts per split (samples, shards, shard sizes, samples per source and generator), per
+    generator (samples, steps, size, estimate), per shard (listed when few), totals.
+
+    Reads only the plan's counts and shard refs: no shard is materialized, nothing is written.
+    """
+    sizes: dict[str, list[int]] = {}
+    for ref in plan.shards:
+        sizes.setdefault(ref.split, []).append(ref.count)
+    splits: dict[str, dict[str, Any]] = {}
+    for split, counts in sizes.items():
+        ordered = sorted(counts)
+        splits[split] = {
+            "samples": sum(counts),
+            "shards": len(counts),
+            "shard_min": ordered[0],
+            "shard_median": ordered[len(ordered) // 2],
+            "shard_max": ordered[-1],
+            "by_stage": {name: n for name, n in plan.split_stage_counts.get(split, {}).items() if n},
+        }
     made = plan.stage_counts
     generators = {}
     for params in plan.spec.stages:
@@ -42,6 +59,7 @@ def summarize_plan(plan: Plan) -> dict[str, Any]:
         "samples": plan.total_jobs,
         "shards": len(plan.shards),
         "splits": splits,
+        "shard_list": [[ref.path, ref.count] for ref in plan.shards] if len(plan.shards) <= MAX_LISTED_SHARDS else None,
         "generators": generators,
         "est_gpu_s": round(sum(g["est_gpu_s"] for g in generators.values()), 1),
     }

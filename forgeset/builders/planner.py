@@ -1,20 +1,36 @@
-"""Spec -> deterministic jobs -> shards.
+"""Spec -> a compact, deterministic plan -> the jobs of one shard, on demand.
 
-Keys, seeds, split assignment and shard membership are pure functions of the spec: the same spec
-plans the same shards whatever the worker count, the order of execution or an interruption.
+The plan holds a few integer arrays over the base units (listed reals, generated fakes,
+manipulated children: unit u is index u - first of its stage): each unit's lineage-group root and
+the units of each shard. No Python object exists per sample until a shard is materialized; then
+its keys, seeds, prompts, real items and perturbation/attack children are computed. Every draw is
+a pure function of the spec seed, a purpose, a stage name and an index within the stage, so the
+same spec plans the same shards whatever the worker count, the order of execution or an
+interruption.
+
+Splits are stratified: the lineage groups of each stratum (the stage of the group's root: a real
+source or an unpaired generator) are ordered by size and a seeded draw and dealt to the splits
+so that every split's class shares follow the corpus within one group. Groups of a split are
+then ordered by another draw and cut into at least `shards.min_per_split` contiguous shards of
+nearly equal size; whole groups stay in one shard, so a shard holds each derived sample's parent.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import hashlib
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from forgeset.builders.prompts import prompt_sources
 from forgeset.builders.prompts.base import PromptItem
 from forgeset.builders.sources import RealItem, RealSource, real_sources
+from forgeset.builders.sources.index import SourceIndex
 from forgeset.builders.spec import Spec, SpecError
-from forgeset.core.seeds import sample_seed, unit_draw
+from forgeset.core.seeds import sample_seed
 from forgeset.generators import GeneratorParams
 from forgeset.generators.base import Generator, Stage, stage_class
 from forgeset.manifests import layout
@@ -70,33 +86,6 @@ class ShardRef:
         return layout.shard_path(self.split, self.index)
 
 
-@dataclass
-class Plan:
-    """Everything a build executes: shard refs in plan order, counts, and jobs on demand."""
-
-    spec: Spec
-    base_dir: Path
-    shards: list[ShardRef]
-    counts: dict[str, int] = field(default_factory=dict)
-    """Planned samples per split."""
-    stage_counts: dict[str, int] = field(default_factory=dict)
-    """Planned model jobs per generator/manipulation name (perturbation children excluded)."""
-    _jobs: dict[tuple[str, int], tuple[Job, ...]] = field(default_factory=dict, repr=False)
-
-    @property
-    def total_jobs(self) -> int:
-        """Number of planned samples (rejected inputs included)."""
-        return sum(ref.count for ref in self.shards)
-
-    def shard(self, ref: ShardRef) -> ShardPlan:
-        """The jobs of one shard, deterministic, computed on demand."""
-        return ShardPlan(ref.split, ref.index, self._jobs[(ref.split, ref.index)])
-
-    def shard_plans(self) -> list[ShardPlan]:
-        """Deprecated: every shard materialized (only while build/executors move to refs)."""
-        return [self.shard(ref) for ref in self.shards]
-
-
 def make_source(params: object, base_dir: Path) -> RealSource:
     """Instantiate the registered real source for its params."""
     return real_sources.get(params.type)(params, base_dir)  # type: ignore[attr-defined]
@@ -107,217 +96,467 @@ def make_stage(params: GeneratorParams, base_dir: Path, image_size: int) -> Stag
     return stage_class(params)(params, base_dir, image_size)
 
 
-def _assign_split(spec: Spec, group: str) -> str:
-    draw = unit_draw(spec.seed, "split", group)
-    cumulative = 0.0
-    fractions = spec.splits.fractions()
-    for name, fraction in fractions:
-        cumulative += fraction
-        if draw < cumulative:
-            return name
-    return next(name for name, fraction in reversed(fractions) if fraction > 0)
+# Draws: numpy's vectorized splitmix64 finalizer over (a sha256 of seed, purpose and stage) and
+# the index, because one Python sha256 per sample and purpose would take minutes at 10M samples.
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
 
 
-def _real_jobs(spec: Spec, base_dir: Path) -> tuple[list[Job], dict[str, list[tuple[str, str | None]]]]:
-    jobs: list[Job] = []
-    captions: dict[str, list[tuple[str, str | None]]] = {}
-    for index, params in enumerate(spec.real):
-        name = params.source_name
-        try:
-            items = make_source(params, base_dir).items()
-        except (OSError, ValueError) as err:  # unreachable or unreadable (offline Hub, a vanished folder)
-            raise SpecError(
-                "<spec>", [(f"real[{index}]", f"cannot list {name}: {type(err).__name__}: {err}")]
-            ) from None
-        keyed = [(f"{name}-{index:08d}", item) for index, item in enumerate(items)]
-        captions[name] = [(key, item.caption) for key, item in keyed]
-        for key, item in keyed:
-            jobs.append(
-                Job(
-                    key=key,
-                    label="real",
-                    kind="real",
-                    group=key,
-                    split=_assign_split(spec, key),
-                    source=name,
-                    item=item,
-                )
-            )
-    return jobs, captions
+def _mix(values: np.ndarray) -> np.ndarray:
+    values = (values ^ (values >> np.uint64(30))) * _MIX1
+    values = (values ^ (values >> np.uint64(27))) * _MIX2
+    return values ^ (values >> np.uint64(31))
 
 
-def _prompt_texts(spec: Spec, params: GeneratorParams, base_dir: Path, captions: dict) -> list:
+def raw_draws(seed: int, purpose: str, stage: str, indices: np.ndarray) -> np.ndarray:
+    """A uniform uint64 per index, a pure function of (seed, purpose, stage name, index)."""
+    base = np.uint64(int.from_bytes(hashlib.sha256(f"{seed}:{purpose}:{stage}".encode()).digest()[:8], "big"))
+    with np.errstate(over="ignore"):
+        return _mix(_mix((np.asarray(indices).astype(np.uint64) * _GOLDEN) ^ base))
+
+
+def unit_draws(seed: int, purpose: str, stage: str, indices: np.ndarray) -> np.ndarray:
+    """Uniform floats in [0, 1), one per index (see `raw_draws`)."""
+    return (raw_draws(seed, purpose, stage, indices) >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+@dataclass(frozen=True)
+class _UnitStage:
+    """A contiguous run of base units: one real source, generate entry or manipulate entry."""
+
+    name: str
+    role: str  # "real", "generate" or "manipulate"
+    label: str
+    kind: str
+    first: int
+    count: int
+    params: Any
+
+
+@dataclass
+class _Layout:
+    """The compact plan: stages, each unit's group root, units per shard, and what jobs need."""
+
+    stages: list[_UnitStage]
+    starts: np.ndarray
+    root: np.ndarray
+    perm: np.ndarray
+    offsets: np.ndarray
+    sources: dict[str, SourceIndex]
+    prompts: dict[str, list[PromptItem]]
+    position: dict[tuple[str, int], int]
+
+    def stage_of(self, units: np.ndarray) -> np.ndarray:
+        """The stage number of each unit."""
+        return np.searchsorted(self.starts, units, side="right") - 1
+
+    def draws(self, seed: int, purpose: str, units: np.ndarray) -> np.ndarray:
+        """`unit_draws` of each unit under its own stage name and index."""
+        out = np.empty(len(units), np.float64)
+        stage_of = self.stage_of(units)
+        for number in np.unique(stage_of):
+            mask = stage_of == number
+            stage = self.stages[number]
+            out[mask] = unit_draws(seed, purpose, stage.name, units[mask] - stage.first)
+        return out
+
+    def key(self, unit: int) -> str:
+        """The sample key of a base unit: NAME-%08d."""
+        stage = self.stages[int(self.stage_of(np.array([unit]))[0])]
+        return f"{stage.name}-{unit - stage.first:08d}"
+
+
+@dataclass
+class Plan:
+    """Everything a build executes: shard refs in plan order, counts, and jobs on demand."""
+
+    spec: Spec
+    base_dir: Path
+    shards: list[ShardRef]
+    counts: dict[str, int] = field(default_factory=dict)
+    """Planned samples per split (perturbation and attack children included)."""
+    stage_counts: dict[str, int] = field(default_factory=dict)
+    """Planned model jobs per generator/manipulation name (perturbation children excluded)."""
+    split_stage_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per split: base samples per real source, generator and manipulation (children excluded)."""
+    _layout: _Layout | None = field(default=None, repr=False)
+
+    @property
+    def total_jobs(self) -> int:
+        """Number of planned samples (rejected inputs included)."""
+        return sum(ref.count for ref in self.shards)
+
+    def shard(self, ref: ShardRef) -> ShardPlan:
+        """The jobs of one shard, in key order: deterministic, computed on demand."""
+        assert self._layout is not None
+        return ShardPlan(ref.split, ref.index, tuple(_materialize(self.spec, self._layout, ref)))
+
+    def shard_plans(self) -> list[ShardPlan]:
+        """Deprecated: every shard materialized (only while build/executors move to refs)."""
+        return [self.shard(ref) for ref in self.shards]
+
+
+def _prompt_texts(spec: Spec, params: GeneratorParams, base_dir: Path, captions: dict) -> list[PromptItem]:
     prompt_params = params.prompts or spec.prompts
     if prompt_params is None:
         return []
     return prompt_sources.get(prompt_params.type)(prompt_params, base_dir).prompts(captions)
 
 
-def _generated_jobs(spec: Spec, base_dir: Path, captions: dict) -> list[Job]:
-    jobs: list[Job] = []
-    for params in spec.generate:
-        name = params.generator_name
-        stage = stage_class(params)
-        kind = stage.kind
-        own = stage.own_prompts(params) if issubclass(stage, Generator) else None
-        prompts = [PromptItem(text) for text in own] if own else _prompt_texts(spec, params, base_dir, captions)
-        for index in range(params.count):
-            key = f"{name}-{index:08d}"
-            prompt = prompts[index % len(prompts)]
-            # A caption-paired fake shares its real's lineage group: same content, same split.
-            group = prompt.pair_key or key
-            jobs.append(
-                Job(
-                    key=key,
-                    label="fake",
-                    kind=kind,
-                    group=group,
-                    split=_assign_split(spec, group),
-                    seed=sample_seed(spec.seed, key),
-                    generator=name,
-                    prompt=prompt.text,
-                )
-            )
-    return jobs
-
-
-def _manipulated_jobs(spec: Spec, base_dir: Path, reals: list[Job], captions: dict) -> list[Job]:
-    """Children of real parents: parents picked by a seeded draw, one child per parent (and strength)."""
-    jobs: list[Job] = []
-    for index, params in enumerate(spec.manipulate):
-        name = params.generator_name
-        eligible = [job for job in reals if params.sources is None or job.source in params.sources]
-        if params.count > len(eligible):
+def _list_sources(spec: Spec, base_dir: Path, state_dir: Path | None) -> dict[str, SourceIndex]:
+    """Each real source's index: listed now (written under `state_dir`), or reused from there."""
+    indexes = {}
+    for position, params in enumerate(spec.real):
+        name = params.source_name
+        path = layout.source_index(state_dir, name) if state_dir is not None else None
+        try:
+            indexes[name] = SourceIndex.open(make_source(params, base_dir), path)
+        except (OSError, ValueError) as err:  # unreachable or unreadable (offline Hub, a vanished folder)
             raise SpecError(
-                "<spec>",
-                [
-                    (
-                        f"manipulate[{index}].count",
-                        f"asks for {params.count} parents, the real sources list {len(eligible)}",
-                    )
-                ],
-            )
-        picked = sorted(eligible, key=lambda job: unit_draw(spec.seed, "parent", name, job.key))[: params.count]
-        prompts = _prompt_texts(spec, params, base_dir, captions)
+                "<spec>", [(f"real[{position}]", f"cannot list {name}: {type(err).__name__}: {err}")]
+            ) from None
+    return indexes
+
+
+def _stages(spec: Spec, sources: dict[str, SourceIndex]) -> list[_UnitStage]:
+    stages: list[_UnitStage] = []
+    first = 0
+    for params in spec.real:
+        name = params.source_name
+        stages.append(_UnitStage(name, "real", "real", "real", first, len(sources[name]), params))
+        first += stages[-1].count
+    for params in spec.generate:
+        stages.append(
+            _UnitStage(params.generator_name, "generate", "fake", stage_class(params).kind, first, params.count, params)
+        )
+        first += params.count
+    for params in spec.manipulate:
         stage = stage_class(params)
-        strengths = stage.strengths(params)
-        child = 0
-        for parent in sorted(picked, key=lambda job: job.key):
-            for strength in strengths:
-                key = f"{name}-{child:08d}"
-                caption = parent.item.caption if parent.item else None
-                prompt = caption or (prompts[child % len(prompts)].text if prompts else "")
-                jobs.append(
-                    Job(
-                        key=key,
-                        label="fake",
-                        kind=stage.kind,
-                        group=parent.group,
-                        split=parent.split,
-                        seed=sample_seed(spec.seed, key),
-                        source=parent.source,
-                        item=parent.item,
-                        generator=name,
-                        prompt=prompt,
-                        parent_key=parent.key,
-                        strength=strength,
-                    )
+        count = params.count * len(stage.strengths(params))
+        stages.append(_UnitStage(params.generator_name, "manipulate", "fake", stage.kind, first, count, params))
+        first += count
+    return stages
+
+
+def _captions(spec: Spec, stages: list[_UnitStage], sources: dict[str, SourceIndex]) -> dict:
+    """(key, caption) of each real source some prompt source pairs with (only those: they are long)."""
+    paired = {
+        prompts.paired_source
+        for prompts in [spec.prompts, *(params.prompts for params in spec.stages)]
+        if prompts is not None and prompts.paired_source is not None
+    }
+    return {
+        stage.name: [(f"{stage.name}-{i:08d}", text) for i, text in enumerate(sources[stage.name].captions())]
+        for stage in stages
+        if stage.role == "real" and stage.name in paired
+    }
+
+
+def _roots(
+    spec: Spec, base_dir: Path, stages: list[_UnitStage], captions: dict
+) -> tuple[np.ndarray, dict[str, list[PromptItem]]]:
+    """Each unit's lineage-group root (caption-paired fakes and manipulations join their real) and the prompts."""
+    total = stages[-1].first + stages[-1].count if stages else 0
+    root = np.arange(total, dtype=np.int64)
+    first_of = {stage.name: stage.first for stage in stages}
+    prompts: dict[str, list[PromptItem]] = {}
+    for stage in stages:
+        params = stage.params
+        if stage.role == "generate":
+            cls = stage_class(params)
+            own = cls.own_prompts(params) if issubclass(cls, Generator) else None
+            items = [PromptItem(text) for text in own] if own else _prompt_texts(spec, params, base_dir, captions)
+            prompts[stage.name] = items
+            if items and any(item.pair_key for item in items):
+                paired = np.array(
+                    [_pair_unit(item.pair_key, first_of) if item.pair_key else -1 for item in items], np.int64
                 )
-                child += 1
-    return jobs
+                own_units = np.arange(stage.first, stage.first + stage.count, dtype=np.int64)
+                chosen = paired[np.arange(stage.count) % len(items)]
+                root[own_units] = np.where(chosen >= 0, chosen, own_units)
+        elif stage.role == "manipulate":
+            prompts[stage.name] = _prompt_texts(spec, params, base_dir, captions)
+            parents = _parents(spec, stages, stage)
+            root[stage.first : stage.first + stage.count] = np.repeat(parents, stage.count // max(params.count, 1))
+    return root, prompts
 
 
-def _perturbed_jobs(spec: Spec, base: list[Job]) -> list[Job]:
-    """Apply each perturb stage to the base samples: mark them (replace) or add children (new)."""
-    jobs = list(base)
-    for stage in spec.perturb:
-        name = stage.stage_name
-        children = []
-        for position, job in enumerate(jobs):
-            if job.perturb_child or (stage.target != "both" and job.label != stage.target):
-                continue
-            if unit_draw(spec.seed, "perturb", name, job.key) >= stage.fraction:
-                continue
-            if stage.mode == "replace":
-                jobs[position] = replace(job, perturb=(*job.perturb, name))
-            else:
-                children.append(
-                    replace(job, key=f"{job.key}-{name}", parent_key=job.key, perturb=(name,), perturb_child=True)
-                )
-        jobs.extend(children)
-    return jobs
+def _pair_unit(pair_key: str, first_of: dict[str, int]) -> int:
+    """The unit of a real key NAME-%08d (keys are made by this module, so the split is safe)."""
+    name, _, index = pair_key.rpartition("-")
+    return first_of[name] + int(index)
 
 
-def _attacked_jobs(spec: Spec, jobs: list[Job]) -> list[Job]:
-    """Adversarial children of the clean fakes (never of degraded copies)."""
-    children = []
-    for stage in spec.adversarial:
-        name = stage.stage_name
-        for job in jobs:
-            if (
-                job.label == "fake"
-                and not job.perturb_child
-                and unit_draw(spec.seed, "attack", name, job.key) < stage.fraction
-            ):
-                children.append(
-                    replace(job, key=f"{job.key}-{name}", parent_key=job.key, perturb=(name,), perturb_child=True)
-                )
-    return jobs + children
+def _parents(spec: Spec, stages: list[_UnitStage], stage: _UnitStage) -> np.ndarray:
+    """The manipulation's parents, in unit order: the `count` eligible reals with the lowest seeded draws."""
+    params = stage.params
+    eligible = [s for s in stages if s.role == "real" and (params.sources is None or s.name in params.sources)]
+    available = sum(s.count for s in eligible)
+    if params.count > available:
+        position = spec.manipulate.index(params)
+        raise SpecError(
+            "<spec>",
+            [(f"manipulate[{position}].count", f"asks for {params.count} parents, the real sources list {available}")],
+        )
+    units = np.concatenate([np.arange(s.first, s.first + s.count, dtype=np.int64) for s in eligible])
+    draws = np.concatenate([raw_draws(spec.seed, f"parent:{stage.name}", s.name, np.arange(s.count)) for s in eligible])
+    picked = np.argsort(draws, kind="stable")[: params.count]
+    return np.sort(units[picked])
 
 
-def _hold_out(spec: Spec, jobs: list[Job]) -> list[Job]:
-    """Move every lineage group that holds a held-out generator's sample to the OOD split."""
-    held = set(spec.splits.holdout_generators)
-    groups = {job.group for job in jobs if job.generator in held}
-    return [replace(job, split=layout.HOLDOUT_SPLIT) if job.group in groups else job for job in jobs]
+def _children(spec: Spec, stages: list[_UnitStage], total: int) -> np.ndarray:
+    """How many perturbation (mode new) and attack children each base unit has."""
+    children = np.zeros(total, np.int32)
+    for stage in stages:
+        span = slice(stage.first, stage.first + stage.count)
+        indices = np.arange(stage.count)
+        for perturb in spec.perturb:
+            if perturb.mode == "new" and perturb.target in ("both", stage.label):
+                draws = unit_draws(spec.seed, f"perturb:{perturb.stage_name}", stage.name, indices)
+                children[span] += draws < perturb.fraction
+        if stage.label == "fake":
+            for attack in spec.adversarial:
+                draws = unit_draws(spec.seed, f"attack:{attack.stage_name}", stage.name, indices)
+                children[span] += draws < attack.fraction
+    return children
 
 
-def _seed_perturbations(spec: Spec, jobs: list[Job]) -> list[Job]:
-    """Draw each perturbation's and attack's seed from the sample's final key and the stage name."""
-    return [
-        replace(job, perturb_seeds=tuple(sample_seed(spec.seed, f"{job.key}:{name}") for name in job.perturb))
-        if job.perturb
-        else job
-        for job in jobs
-    ]
+def _dealt(count: int, fractions: list[float]) -> np.ndarray:
+    """The split number of each of `count` positions, dealt so that every prefix of m positions
+    holds about m x fraction of each split (within one on the usual fractions).
+
+    Webster's divisor sequence: split k's j-th position is due at (j + 1/2) / fraction_k and the
+    positions go to the splits in the order they fall due; a merge of sorted due times, so numpy
+    sorts it for all positions at once.
+    """
+    due, splits = [], []
+    for number, fraction in enumerate(fractions):
+        if fraction > 0:
+            steps = np.arange(math.ceil(count * fraction) + 2)
+            due.append((steps + 0.5) / fraction)
+            splits.append(np.full(len(steps), number, np.int8))
+    times, numbers = np.concatenate(due), np.concatenate(splits)
+    return numbers[np.lexsort((numbers, times))[:count]]
 
 
-def plan_jobs(spec: Spec, base_dir: Path) -> list[Job]:
-    """Every sample of the corpus as a job (real inputs listed, fakes given seeds and prompts)."""
-    reals, captions = _real_jobs(spec, base_dir)
-    jobs = reals + _generated_jobs(spec, base_dir, captions) + _manipulated_jobs(spec, base_dir, reals, captions)
-    return _hold_out(spec, _seed_perturbations(spec, _attacked_jobs(spec, _perturbed_jobs(spec, jobs))))
+def _assign_splits(spec: Spec, stages: list[_UnitStage], root: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """Each group root's split number (layout.ALL_SPLITS order); -1 for units that are no root.
+
+    Groups that hold a held-out generator's sample go to the OOD split whole. The others are
+    stratified by their root's stage (a real source or an unpaired generator): ordered by their
+    fakes, then reals (children included), largest first, then by a seeded draw, and dealt so that
+    every prefix follows the split fractions. With sizes decreasing, the reals and the fakes of a
+    split then each stay within one group of their share of the stratum.
+    """
+    total = len(root)
+    split_of = np.full(total, -1, np.int8)
+    held_names = set(spec.splits.holdout_generators)
+    held = np.zeros(total, bool)
+    for stage in stages:
+        if stage.name in held_names:
+            held[root[stage.first : stage.first + stage.count]] = True
+    first_fake = next((stage.first for stage in stages if stage.label == "fake"), total)
+    fake_weight = np.where(np.arange(total) >= first_fake, weight, 0)
+    group_fakes = np.bincount(root, weights=fake_weight, minlength=total).astype(np.int64)
+    del fake_weight
+    group_reals = np.bincount(root, weights=weight, minlength=total).astype(np.int64) - group_fakes
+    is_root = root == np.arange(total)
+    fractions = [fraction for _, fraction in spec.splits.fractions()]
+    for stage in stages:
+        span = slice(stage.first, stage.first + stage.count)
+        units = np.flatnonzero(is_root[span] & ~held[span]) + stage.first
+        draws = raw_draws(spec.seed, "split", stage.name, units - stage.first)
+        order = np.lexsort((draws, -group_reals[units], -group_fakes[units]))
+        split_of[units[order]] = _dealt(len(units), fractions)
+        split_of[np.flatnonzero(is_root[span] & held[span]) + stage.first] = layout.ALL_SPLITS.index(
+            layout.HOLDOUT_SPLIT
+        )
+    return split_of
+
+
+def _cut(weights: np.ndarray, shards: int) -> np.ndarray:
+    """Contiguous cut of groups (in order, with these sample weights) into `shards` non-empty shards
+    of nearly equal samples: each group's shard number."""
+    groups = len(weights)
+    starts = np.cumsum(weights) - weights
+    targets = np.arange(shards) * (int(weights.sum()) / shards)
+    bounds = np.searchsorted(starts, targets, side="left")
+    steps = np.arange(shards)
+    bounds = np.maximum.accumulate(bounds - steps) + steps  # strictly increasing: no empty shard
+    bounds = np.minimum(bounds, groups - shards + steps)  # enough groups left for the later shards
+    return np.searchsorted(bounds, np.arange(groups), side="right") - 1
+
+
+def _layout_shards(
+    spec: Spec, stages: list[_UnitStage], root: np.ndarray, weight: np.ndarray, split_of: np.ndarray
+) -> tuple[list[ShardRef], np.ndarray]:
+    """Shard refs in plan order and each root's global shard number (-1 for non-roots)."""
+    group_weight = np.bincount(root, weights=weight, minlength=len(root)).astype(np.int64)
+    shard_of = np.full(len(root), -1, np.int32)
+    refs: list[ShardRef] = []
+    starts = np.array([stage.first for stage in stages], np.int64)
+    for number, split in enumerate(layout.ALL_SPLITS):
+        roots = np.flatnonzero(split_of == number)
+        if not len(roots):
+            continue
+        stage_of = np.searchsorted(starts, roots, side="right") - 1
+        draws = np.empty(len(roots), np.uint64)
+        for stage_number in np.unique(stage_of):
+            mask = stage_of == stage_number
+            stage = stages[stage_number]
+            draws[mask] = raw_draws(spec.seed, "order", stage.name, roots[mask] - stage.first)
+        ordered = roots[np.argsort(draws, kind="stable")]
+        weights = group_weight[ordered]
+        samples = int(weights.sum())
+        wanted = max(math.ceil(samples / spec.shards.size), spec.shards.min_per_split)
+        count = min(len(ordered), wanted)
+        local = _cut(weights, count)
+        shard_of[ordered] = len(refs) + local
+        sizes = np.bincount(local, weights=weights, minlength=count).astype(np.int64)
+        refs.extend(ShardRef(split, index, int(size)) for index, size in enumerate(sizes))
+    return refs, shard_of
 
 
 def plan_build(spec: Spec, base_dir: Path, state_dir: Path | None = None) -> Plan:
-    """Group jobs into shards per split: whole lineage groups in a seeded order, so a shard holds
-    each sample's parent (derived samples are made from it) and shards mix classes."""
-    jobs = plan_jobs(spec, base_dir)
-    shards: list[ShardPlan] = []
-    counts: dict[str, int] = {}
-    size = spec.shards.size
-    for split in layout.ALL_SPLITS:
-        groups: dict[str, list[Job]] = {}
-        for job in jobs:
-            if job.split == split:
-                groups.setdefault(job.group, []).append(job)
-        counts[split] = sum(len(members) for members in groups.values())
-        chunks: list[list[Job]] = [[]]
-        for group in sorted(groups, key=lambda g: unit_draw(spec.seed, "order", g)):
-            if len(chunks[-1]) >= size:
-                chunks.append([])
-            chunks[-1].extend(groups[group])
-        shards.extend(
-            ShardPlan(split, index, tuple(sorted(chunk, key=lambda job: job.key)))
-            for index, chunk in enumerate(chunks)
-            if chunk
-        )
-    stage_counts = Counter(job.generator for job in jobs if job.generator and not job.perturb_child)
+    """Plan the corpus of `spec`: list the real sources once, assign groups to splits and shards.
+
+    `state_dir` (OUT's build state) keeps each source's listing as parquet for later shards and
+    resumes; with None (plan-only) nothing is written.
+    """
+    sources = _list_sources(spec, base_dir, state_dir)
+    stages = _stages(spec, sources)
+    root, prompts = _roots(spec, base_dir, stages, _captions(spec, stages, sources))
+    total = len(root)
+    weight = 1 + _children(spec, stages, total)
+    split_of_root = _assign_splits(spec, stages, root, weight)
+    refs, shard_of_root = _layout_shards(spec, stages, root, weight, split_of_root)
+    shard_of = shard_of_root[root]
+    del shard_of_root
+    perm = np.argsort(shard_of, kind="stable")
+    if total < 2**31:
+        perm = perm.astype(np.int32)
+    offsets = np.concatenate([[0], np.cumsum(np.bincount(shard_of, minlength=len(refs)))]).astype(np.int64)
+    del shard_of
+
+    split_of = split_of_root[root]
+    starts = np.array([stage.first for stage in stages], np.int64)
+    stage_of = np.searchsorted(starts, np.arange(total), side="right") - 1
+    per_split_stage = np.bincount(split_of.astype(np.int64) * len(stages) + stage_of, minlength=4 * len(stages))
+    split_samples = np.bincount(split_of, weights=weight, minlength=len(layout.ALL_SPLITS)).astype(np.int64)
+    del split_of, stage_of, split_of_root, weight
+    split_stage_counts = {
+        split: {stage.name: int(per_split_stage[number * len(stages) + s]) for s, stage in enumerate(stages)}
+        for number, split in enumerate(layout.ALL_SPLITS)
+    }
+    plan_layout = _Layout(
+        stages=stages,
+        starts=starts,
+        root=root.astype(np.int32) if total < 2**31 else root,
+        perm=perm,
+        offsets=offsets,
+        sources=sources,
+        prompts=prompts,
+        position={(ref.split, ref.index): number for number, ref in enumerate(refs)},
+    )
     return Plan(
         spec=spec,
         base_dir=base_dir,
-        shards=[ShardRef(shard.split, shard.index, len(shard.jobs)) for shard in shards],
-        counts=counts,
-        stage_counts={params.generator_name: stage_counts.get(params.generator_name, 0) for params in spec.stages},
-        _jobs={(shard.split, shard.index): shard.jobs for shard in shards},
+        shards=refs,
+        counts={split: int(split_samples[number]) for number, split in enumerate(layout.ALL_SPLITS)},
+        stage_counts={stage.name: stage.count for stage in stages if stage.role != "real"},
+        split_stage_counts=split_stage_counts,
+        _layout=plan_layout,
     )
+
+
+def _materialize(spec: Spec, plan: _Layout, ref: ShardRef) -> list[Job]:
+    """The jobs of one shard: base units, then perturbation marks and children, attack children."""
+    number = plan.position[(ref.split, ref.index)]
+    units = plan.perm[plan.offsets[number] : plan.offsets[number + 1]].astype(np.int64)
+    stage_of = plan.stage_of(units)
+    items: dict[int, RealItem] = {}
+    for stage_number in np.unique(stage_of):
+        stage = plan.stages[stage_number]
+        if stage.role == "real":
+            real_units = units[stage_of == stage_number]
+            rows = real_units - stage.first
+            items.update(zip(real_units.tolist(), plan.sources[stage.name].items(rows), strict=True))
+    jobs: dict[int, Job] = {}
+    for unit, stage_number in sorted(zip(units.tolist(), stage_of.tolist(), strict=True), key=lambda p: p[0]):
+        stage = plan.stages[stage_number]
+        index = unit - stage.first
+        key = f"{stage.name}-{index:08d}"
+        group = plan.key(int(plan.root[unit]))
+        if stage.role == "real":
+            jobs[unit] = Job(key, "real", "real", key, ref.split, source=stage.name, item=items[unit])
+        elif stage.role == "generate":
+            prompts = plan.prompts[stage.name]
+            jobs[unit] = Job(
+                key,
+                "fake",
+                stage.kind,
+                group,
+                ref.split,
+                seed=sample_seed(spec.seed, key),
+                generator=stage.name,
+                prompt=prompts[index % len(prompts)].text if prompts else None,
+            )
+        else:
+            parent = jobs[int(plan.root[unit])]  # a real, earlier in unit order
+            strengths = stage_class(stage.params).strengths(stage.params)
+            prompts = plan.prompts[stage.name]
+            caption = parent.item.caption if parent.item else None
+            jobs[unit] = Job(
+                key,
+                "fake",
+                stage.kind,
+                parent.group,
+                ref.split,
+                seed=sample_seed(spec.seed, key),
+                source=parent.source,
+                item=parent.item,
+                generator=stage.name,
+                prompt=caption or (prompts[index % len(prompts)].text if prompts else ""),
+                parent_key=parent.key,
+                strength=strengths[index % len(strengths)],
+            )
+    ordered = units[np.argsort(units)]
+    base = [jobs[unit] for unit in ordered.tolist()]
+    children: list[Job] = []
+    for perturb in spec.perturb:
+        name = perturb.stage_name
+        picked = plan.draws(spec.seed, f"perturb:{name}", ordered) < perturb.fraction
+        for position, job in enumerate(base):
+            if not picked[position] or (perturb.target != "both" and job.label != perturb.target):
+                continue
+            if perturb.mode == "replace":
+                base[position] = replace(job, perturb=(*job.perturb, name))
+            else:
+                children.append(_child(job, name))
+    for attack in spec.adversarial:
+        name = attack.stage_name
+        picked = plan.draws(spec.seed, f"attack:{name}", ordered) < attack.fraction
+        children.extend(
+            _child(job, name) for position, job in enumerate(base) if job.label == "fake" and picked[position]
+        )
+    every = [_seeded(spec, job) for job in base + children]
+    return sorted(every, key=lambda job: job.key)
+
+
+def _child(job: Job, stage: str) -> Job:
+    """A degraded or attacked copy of `job`, made from it by stage `stage`."""
+    return replace(job, key=f"{job.key}-{stage}", parent_key=job.key, perturb=(stage,), perturb_child=True)
+
+
+def _seeded(spec: Spec, job: Job) -> Job:
+    """Each perturbation's and attack's seed, drawn from the sample's final key and the stage name."""
+    if not job.perturb:
+        return job
+    return replace(job, perturb_seeds=tuple(sample_seed(spec.seed, f"{job.key}:{name}") for name in job.perturb))
+
+
+def plan_jobs(spec: Spec, base_dir: Path) -> list[Job]:
+    """Every sample of the corpus as a job, shard by shard (small corpora and tests only)."""
+    plan = plan_build(spec, base_dir)
+    return [job for ref in plan.shards for job in plan.shard(ref).jobs]

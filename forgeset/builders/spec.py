@@ -37,6 +37,14 @@ class ShardPolicy(StrictModel):
     """How samples are grouped into tar shards."""
 
     size: int = Field(default=256, gt=0, le=100_000, strict=True, description="samples per shard")
+    min_per_split: int = Field(
+        default=8,
+        gt=0,
+        le=100_000,
+        strict=True,
+        description="shards every split gets at least (fewer only when it has fewer lineage groups), "
+        "so a multi-worker DataLoader finds a shard per worker",
+    )
 
 
 class SplitPolicy(StrictModel):

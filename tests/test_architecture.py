@@ -54,6 +54,8 @@ TYPE_NAME_EXCEPTIONS = {
     ("generators/inpaint.py", "boxes"): "the inpaint stage's own default mask",
     ("generators/masks/inverse.py", "boxes"): "the inverse mask wraps the mask types it inverts",
     ("generators/masks/inverse.py", "brush"): "the inverse mask wraps the mask types it inverts",
+    ("detectors/watermark.py", "watermark"): "the detector decodes what the watermark op embeds",
+    ("perturbations/ops/watermark.py", "watermark"): "the op embeds what the watermark detector decodes",
 }
 REGISTRIES = [real_sources, prompt_sources, generators, manipulators, mask_generators, perturb_ops, detectors]
 

@@ -7,7 +7,7 @@ import pytest
 
 from forgeset.perturbations.ops import perturb_ops
 from forgeset.perturbations.presets import PRESETS
-from forgeset.perturbations.stage import PerturbStageParams, apply_perturbation
+from forgeset.perturbations.stage import MAX_REDRAWS, PerturbStageParams, apply_perturbation, is_degraded
 
 PIXELS = np.random.default_rng(0).integers(40, 216, (64, 64, 3), dtype=np.uint8)
 MASK = np.zeros((64, 64), dtype=np.uint8)
@@ -21,6 +21,7 @@ OP_CASES = {
     "brightness": {"delta": {"range": [0.2, 0.2]}},
     "contrast": {"factor": {"range": [1.4, 1.4]}},
     "random_crop": {"fraction": {"range": [0.75, 0.75]}},
+    "watermark": {"payload": "c0ffee42", "bits": 32},
 }
 
 
@@ -118,3 +119,38 @@ def test_preset_and_different_ops_are_refused() -> None:
         stage(preset="imagedetectbench", ops=[{"type": "brightness"}])
     with pytest.raises(ValueError, match="needs a `preset` or a list of `ops`"):
         stage(name="empty")
+
+
+BLUR_ANY = {"type": "gaussian_blur", "sigma": {"range": [0.1, 1.0]}}
+SMALL = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+
+
+def test_a_no_op_first_draw_is_redrawn_and_recorded() -> None:
+    # Seed 3 draws sigma 0.177 first, which leaves a 16 px image byte-identical (checked below).
+    params = stage(name="b", ops=[BLUR_ANY])
+    first_sigma = round(float(np.random.default_rng(3).uniform(0.1, 1.0)), 6)
+    from albumentations import Compose, GaussianBlur
+
+    first = Compose([GaussianBlur(blur_limit=0, sigma_limit=(first_sigma, first_sigma), p=1.0)], seed=0)
+    assert np.array_equal(first(image=SMALL)["image"], SMALL)
+    out, _, applied = apply_perturbation(params, SMALL, None, seed=3)
+    assert applied == [{"op": "gaussian_blur", "params": {"sigma": 0.75195}, "stage": "b", "redraws": 1}]
+    assert not np.array_equal(out, SMALL) and is_degraded(applied)
+    again, _, applied_again = apply_perturbation(params, SMALL, None, seed=3)
+    assert np.array_equal(out, again) and applied_again == applied
+
+
+def test_a_draw_that_changes_the_image_is_kept_as_before() -> None:
+    _, _, applied = apply_perturbation(stage(name="b", ops=[BLUR_ANY]), SMALL, None, seed=0)
+    assert set(applied[0]) == {"op", "params", "stage"}
+
+
+def test_an_op_that_can_never_change_the_image_is_a_recorded_no_op() -> None:
+    flat = np.full((16, 16, 3), 100, dtype=np.uint8)
+    params = stage(name="b", ops=[BLUR_ANY, {"type": "brightness", "delta": {"range": [0.1, 0.1]}}])
+    out, _, applied = apply_perturbation(params, flat, None, seed=0)
+    assert applied[0]["redraws"] == MAX_REDRAWS and applied[0]["noop"] is True
+    assert "noop" not in applied[1] and np.unique(out).tolist() == [125]  # 100 + 0.1 * 255, truncated
+    assert is_degraded(applied)
+    _, _, blur_only = apply_perturbation(stage(name="b", ops=[BLUR_ANY]), flat, None, seed=0)
+    assert not is_degraded(blur_only)

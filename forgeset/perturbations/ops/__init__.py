@@ -8,6 +8,7 @@ from forgeset.perturbations.ops import (  # noqa: F401
     gaussian_noise,
     random_crop,
     recompress,
+    watermark,
 )
 from forgeset.perturbations.ops.base import OpParams, PerturbOp, Sampled, choices, perturb_ops, uniform
 

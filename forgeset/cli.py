@@ -442,8 +442,17 @@ def publish(
 
     if not get_token():
         raise _fail("no Hugging Face token: set HF_TOKEN or run `hf auth login`", SPEC_ERROR_EXIT)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress
+
     try:
-        report = upload_release(folder, files, repo_id, private, batch)
+        # A bar on a terminal; elsewhere only the summary line below.
+        with Progress(
+            "uploading", BarColumn(), MofNCompleteColumn(), console=console, disable=not console.is_terminal
+        ) as bar:
+            task = bar.add_task("uploading", total=len(files))
+            report = upload_release(
+                folder, files, repo_id, private, batch, lambda done, total: bar.update(task, completed=done)
+            )
     except HfHubHTTPError as err:
         raise _fail(f"upload to {repo_id} failed (run the same command again to resume): {err}", 1) from None
     except Exception as err:

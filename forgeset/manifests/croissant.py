@@ -95,5 +95,6 @@ def croissant_metadata(
 def write_croissant(corpus: Corpus, target: Path, **options: Any) -> Path:
     """Write `croissant_metadata(corpus, **options)` as `target`/croissant.json; return its path."""
     path = target / layout.CROISSANT_NAME
+    path.unlink(missing_ok=True)  # never write through a hard link into another folder's copy
     path.write_text(json.dumps(croissant_metadata(corpus, **options), indent=2, ensure_ascii=False), encoding="utf-8")
     return path

@@ -176,7 +176,7 @@ def imagefolder_card(corpus: Corpus, splits: list[str]) -> str:
     return (
         f"---\n{front}\n---\n\n"
         "# imagefolder export (forgeset)\n\n"
-        "Load every split (test_ood is its own split) with declared features:\n\n"
+        f"Load every split ({layout.HOLDOUT_SPLIT} is its own split) with declared features:\n\n"
         "```python\nimport datasets\nds = datasets.load_dataset('DIR')  # this folder\n```\n\n"
         "`label` and `generator` are ClassLabels (generator -1: no generator made the pixels). "
         "torchvision: `ImageFolder('DIR/train')` sees the classes `fake` and `real`. "

@@ -1,4 +1,4 @@
-"""Publish a corpus: a Hub-ready folder (shards under data/, manifest, index, card) and its upload.
+"""Publish a corpus: a Hub-ready folder (shards under data/, manifest, index, croissant.json, card) and its upload.
 
 The upload is a sequence of commits (the shards of one split at a time, up to `batch` files, the
 card last), each made with `create_commit`. Before each commit the Hub reports which files it
@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from forgeset.manifests.corpus import Corpus
-from forgeset.manifests.layout import SIDE_FILES, path_inside
+from forgeset.manifests.croissant import write_croissant
+from forgeset.manifests.layout import CARD_NAME, CROISSANT_NAME, SIDE_FILES, path_inside
 from forgeset.publish.card import render_card
 
 DEFAULT_TIERS = {"xs": 1, "s": 4, "m": 16}
@@ -72,8 +73,12 @@ def stage_release(out_dir: Path, folder: Path, repo_id: str, tiers: dict[str, in
         if (out_dir / name).exists():
             _link_or_copy(out_dir / name, folder / name)
             files.append(name)
-    (folder / "README.md").write_text(card, encoding="utf-8")
-    files.append("README.md")
+    write_croissant(
+        corpus, folder, url=f"https://huggingface.co/datasets/{repo_id}", shard_prefix=f"{RELEASE_DATA_DIR}/"
+    )
+    files.append(CROISSANT_NAME)
+    (folder / CARD_NAME).write_text(card, encoding="utf-8")
+    files.append(CARD_NAME)
     return files
 
 

@@ -8,6 +8,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -16,13 +19,19 @@ from forgeset.manifests.index import SELF_HASH_FIELD, file_entry, index_content_
 from forgeset.manifests.layout import RESOLVED_SPEC_NAME, Layout
 from forgeset.publish.card import json_text, license_id, md_cell, md_code, md_text, render_card
 from forgeset.publish.hub import stage_release, validate_repo_id
+from tests.conftest import rehash_index
 
 REPO_ID = "forensics/tiny-v1.2"
 SCRIPT = "<script>alert(1)</script>"
 IMG = "<img src=x onerror=alert(1)>"
 HOSTILE = f"{SCRIPT} {IMG} | [link](javascript:alert(1)) ![i](http://e/x.png) `code` *b* _i_ &lt; $x$"
 DESCRIPTION = f"{HOSTILE}\n```\n{SCRIPT}\n```\n---\n# heading\n- item\n1. one"
-METRICS = {"detectors": {"cnn": {"note": f"```\n{SCRIPT}\n```", "auc": 0.5}}}
+FIGURES = {"n_real": 3, "n_fake": 4, "auc": 0.5, "auc_ci": [0.4, 0.6], "ap": 0.25, "accuracy": 0.75, "few": True}
+METRICS = {
+    "detectors": {
+        f"cnn{SCRIPT}": {"note": f"```\n{SCRIPT}\n```", "test": FIGURES, "per_generator": {f"g|{IMG}": FIGURES}}
+    }
+}
 
 
 def _rewrite_spec(out: Path, spec: dict[str, Any]) -> None:
@@ -44,8 +53,15 @@ def hostile_card(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) ->
     spec["description"] = DESCRIPTION
     spec["license"] = f"mit\n---\n{SCRIPT}"
     stage = spec["generate"][0]
-    stage.update(name="tiny-sd", model=f"{IMG}|x", revision=f"main|{SCRIPT}\n|row", license=f"{IMG}`")
+    stage.update(name="tiny-sd", model=f"{IMG}|x")
     _rewrite_spec(out, spec)
+    table = pq.read_table(Layout(out).manifest)  # what the generator recorded: revision and license per sample
+    made = pc.equal(table["generator"], "tiny-sd")
+    for column, value in (("revision", f"main|{SCRIPT}\n|row"), ("license", f"{IMG}`")):
+        hostile = pc.if_else(made, pa.scalar(value), table[column])
+        table = table.set_column(table.schema.get_field_index(column), column, hostile)
+    pq.write_table(table, Layout(out).manifest)
+    rehash_index(out)
     Layout(out).metrics.parent.mkdir(parents=True, exist_ok=True)
     Layout(out).metrics.write_text(json.dumps(METRICS))
     return render_card(Corpus.open(out), REPO_ID, {"xs": 1})
@@ -116,11 +132,14 @@ def test_table_rows_keep_their_columns(hostile_card: str) -> None:
     assert {_pipes(row) for row in splits} == {5}
 
 
-def test_metrics_fence_cannot_be_closed_from_inside(hostile_card: str) -> None:
+def test_metrics_are_escaped_summary_tables_not_raw_json(hostile_card: str) -> None:
     body = hostile_card.split("---\n", 2)[2]
-    fence = body.split("## Baseline detectors\n\n```json\n", 1)[1].split("\n```\n", 1)[0]
-    assert "`" not in fence
-    assert json.loads(fence) == METRICS
+    section = body.split("## Baseline detectors\n\n", 1)[1].split("\n## ", 1)[0]
+    assert "```" not in section and "note" not in section
+    name = "cnn&lt;script&gt;alert\\(1\\)&lt;/script&gt;"
+    assert f"| {name} | test | 3 | 4 | 0.5000 (0.4000-0.6000) (few) | 0.2500 | 0.7500 |" in section.splitlines()
+    generator = "g\\|&lt;img src=x onerror=alert\\(1\\)&gt;"
+    assert f"| {generator} | {name} | 3 | 4 | 0.5000 (0.4000-0.6000) (few) | 0.7500 |" in section.splitlines()
 
 
 def test_code_snippets_quote_the_repo_id_with_repr(hostile_card: str) -> None:
@@ -180,7 +199,7 @@ def test_rendered_card_holds_only_the_cards_own_markup(hostile_card: str) -> Non
     body = hostile_card.split("---\n", 2)[2]
     page = markdown_it.MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"]).render(body)
     tags = set(re.findall(r"<([a-z][a-z0-9]*)", page))
-    assert tags == {"h1", "h2", "p", "ul", "li", "strong", "code", "pre", "table", "thead", "tbody", "tr", "th", "td"}
+    assert tags == {"h1", "h2", "p", "ul", "li", "code", "pre", "table", "thead", "tbody", "tr", "th", "td"}
     assert "<td>main|&lt;script&gt;alert(1)&lt;/script&gt; |row</td>" in page
     assert f"<p>{SCRIPT.replace('<', '&lt;').replace('>', '&gt;')} " in page
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 
 from forgeset.cli import app
 from forgeset.manifests.layout import Layout
+from forgeset.manifests.schema import MANIFEST_SCHEMA
 from tests.conftest import manifest_rows
 from tests.fake_hub import FakeHub
 
@@ -37,11 +39,16 @@ def test_dry_run_folder_loads_offline_for_every_config(dry_run: Path, tiny_corpu
 
     rows = manifest_rows(tiny_corpus)
     full = datasets.load_dataset(str(dry_run), cache_dir=str(tmp_path / "a"))
-    assert sum(len(split) for split in full.values()) == len(rows)
+    assert {split: len(d) for split, d in full.items()} == dict(Counter(r["split"] for r in rows.values()))
     for split, dataset in full.items():
+        assert dataset.features["cls"] == datasets.ClassLabel(names=["real", "fake"])  # declared, not int64
+        assert isinstance(dataset.features["png"], datasets.Image)
         for example in dataset:
             row = rows[example["__key__"]]
             assert row["split"] == split and example["cls"] == (row["label"] == "fake")
+            assert example["json"]["generator"] == (row["generator"] or "") and example["json"]["seed"] == (
+                -1 if row["seed"] is None else row["seed"]
+            )
     xs = datasets.load_dataset(str(dry_run), name="xs", cache_dir=str(tmp_path / "b"))
     index = json.loads((tiny_corpus / "index.json").read_text())
     first = {s["split"]: s["count"] for s in reversed(index["shards"]) if s["path"].endswith("00000.tar")}
@@ -60,11 +67,12 @@ def test_dry_run_shards_read_with_webdataset_and_equal_the_originals(dry_run: Pa
         assert hashlib.sha256(tar.read_bytes()).digest() == hashlib.sha256(original.read_bytes()).digest()
 
 
-def test_card_front_matter_and_body(dry_run: Path) -> None:
+def test_card_front_matter_and_body(dry_run: Path, tiny_corpus: Path) -> None:
     text = (dry_run / "README.md").read_text()
     _, front, body = text.split("---", 2)
     meta = yaml.safe_load(front)
-    assert meta["license"] == "other" and meta["pretty_name"] == "tiny"
+    assert meta["license"] == "other" and meta["pretty_name"] == "tiny" and meta["license_name"] == "mixed"
+    assert meta["license_link"] == "https://huggingface.co/datasets/forensics/tiny/blob/main/README.md#licenses"
     assert meta["task_categories"] == ["image-classification"] and meta["size_categories"] == ["n<1K"]
     assert [c["config_name"] for c in meta["configs"]] == ["default", "xs"]
     assert all(
@@ -73,10 +81,44 @@ def test_card_front_matter_and_body(dry_run: Path) -> None:
         for f in c["data_files"]
         for p in f["path"]
     )
-    assert "| `tiny-sd` | text2image | `builtin:tiny-sd` |" in body
-    assert "Metadata-only probe" in body and "32x32 px" in body
+    revisions = {r["revision"] for r in manifest_rows(tiny_corpus).values() if r["generator"] == "tiny-sd"}
+    assert len(revisions) == 1 and None not in revisions
+    assert (
+        f"| `tiny-sd` | text2image | `builtin:tiny-sd` | `{revisions.pop()}` | apache-2.0 (builtin model, random "
+        "weights) | 12 |" in body
+    )
+    for heading in ("Structure of a sample", "How the splits are made", "Degraded copies", "Licenses", "Citation"):
+        assert f"\n## {heading}\n" in body
+    assert "\n## Limitations and known biases\n\n- Class balance: 16 real and 12 fake samples.\n" in body
+    for field in MANIFEST_SCHEMA.names[:-1]:  # every KEY.json field is described (all but `shard`)
+        assert f"| `{field}` |" in body
+    assert "32x32 px" in body
     assert f"datasets.load_dataset({'forensics/tiny'!r}" in body
-    assert {"manifest.parquet", "index.json", "spec.resolved.yaml"} <= {p.name for p in dry_run.iterdir()}
+    assert {"manifest.parquet", "index.json", "spec.resolved.yaml", "croissant.json"} <= {
+        p.name for p in dry_run.iterdir()
+    }
+
+
+def test_card_loads_with_huggingface_hub_and_declares_features_for_every_config(dry_run: Path) -> None:
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard.load(dry_run / "README.md")
+    assert card.data.license == "other" and card.data.license_name == "mixed"
+    assert [c["config_name"] for c in card.data.configs] == ["default", "xs"]
+    infos = DatasetInfosDict.from_dataset_card_data(card.data)
+    assert sorted(infos) == ["default", "xs"]
+    assert all(info.features["cls"].names == ["real", "fake"] for info in infos.values())
+
+
+def test_release_croissant_reads_the_manifest_with_mlcroissant(dry_run: Path, tiny_corpus: Path) -> None:
+    import mlcroissant as mlc
+
+    dataset = mlc.Dataset(jsonld=str(dry_run / "croissant.json"))
+    keys = sorted(record["samples/key"].decode() for record in dataset.records("samples"))
+    assert keys == sorted(manifest_rows(tiny_corpus))
+    shards = [f["contentUrl"] for f in dataset.metadata.to_json()["distribution"] if f["contentUrl"].endswith(".tar")]
+    assert shards and all((dry_run / url).is_file() and url.startswith("data/") for url in shards)
 
 
 def _publish(out: Path, hub: FakeHub, *extra: str) -> subprocess.CompletedProcess:

@@ -188,3 +188,76 @@ def test_an_unlisted_tar_is_reported_and_strict_fails_on_it(corpus_copy: Path) -
     assert "1 files under" in " ".join(result.output.split()) and "e.g. train/00007.tar" in " ".join(
         result.output.split()
     )
+
+
+def test_parallel_verify_names_the_tar_with_a_flipped_byte(corpus_copy: Path) -> None:
+    target = corpus_copy / "train" / "00002.tar"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    target.write_bytes(bytes(data))
+    result = CliRunner().invoke(app, ["verify", "--jobs", "2", str(corpus_copy)])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1 and "train/00002.tar: sha256 differs from index.json" in output, output
+
+
+def test_parallel_verify_reports_the_first_bad_shard_in_shard_order(corpus_copy: Path) -> None:
+    from forgeset.manifests.verify import CorpusInvalid, verify_corpus
+
+    for name in ("train/00001.tar", "test/00000.tar"):
+        (corpus_copy / name).write_bytes(b"\0" * 10)
+    with pytest.raises(CorpusInvalid, match=r"^train/00001.tar: sha256 differs"):
+        verify_corpus(corpus_copy, jobs=2)
+
+
+def test_parallel_and_serial_verify_give_the_same_totals(tiny_corpus: Path) -> None:
+    from forgeset.manifests.verify import verify_corpus
+
+    seen: list[int] = []
+    serial = verify_corpus(tiny_corpus, jobs=1, progress=seen.append)
+    parallel = verify_corpus(tiny_corpus, jobs=2)
+    assert serial == parallel
+    assert serial["samples"] == sum(seen) == 28 and serial["shards"] == 6
+    assert serial["bytes"] == sum(p.stat().st_size for p in tiny_corpus.glob("*/*.tar"))
+
+
+def test_hash_only_checks_bytes_and_decodes_nothing(corpus_copy: Path) -> None:
+    result = CliRunner().invoke(app, ["verify", "--hash-only", str(corpus_copy)])
+    assert result.exit_code == 0
+    assert "ok 28 samples in 6 shards; every file matches index.json (hashes only" in " ".join(result.output.split())
+    target = corpus_copy / "test" / "00000.tar"
+    with tarfile.open(target) as archive:
+        victim = next(m.name for m in archive).split(".")[0]
+    # A consistent forgery (new hashes in the index) that only decoding finds.
+    _rewrite_tar(target, lambda name, data: None if name == f"{victim}.json" else (name, data))
+    result = CliRunner().invoke(app, ["verify", "--hash-only", "-j", "2", str(corpus_copy)])
+    assert result.exit_code == 0, result.output
+    code, output = run_verify(corpus_copy)
+    assert code == 1 and f"test/00000.tar: sample {victim} has members" in output
+    data = bytearray(target.read_bytes())
+    data[100] ^= 0x01
+    target.write_bytes(bytes(data))
+    result = CliRunner().invoke(app, ["verify", "--hash-only", str(corpus_copy)])
+    assert result.exit_code == 1 and "test/00000.tar: sha256 differs from index.json" in " ".join(result.output.split())
+
+
+def test_each_vouched_file_is_hashed_once(tiny_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from forgeset.manifests import corpus as corpus_module
+    from forgeset.manifests import verify as verify_module
+
+    hashed: list[str] = []
+    real = corpus_module.file_sha256
+
+    def counting(path: Path) -> str:
+        hashed.append(path.relative_to(tiny_corpus).as_posix())
+        return real(path)
+
+    monkeypatch.setattr(corpus_module, "file_sha256", counting)
+    monkeypatch.setattr(verify_module, "file_sha256", counting)
+    verify_module.verify_corpus(tiny_corpus, jobs=1)
+    assert sorted(hashed) == sorted(
+        ["manifest.parquet", "rejects.parquet", "spec.resolved.yaml", *(p for p in _shard_paths(tiny_corpus))]
+    )
+
+
+def _shard_paths(out: Path) -> list[str]:
+    return [p.relative_to(out).as_posix() for p in out.glob("*/*.tar")]

@@ -536,6 +536,9 @@ def validate(
     backbone: Annotated[
         str | None, typer.Option("--backbone", help="vision backbone (Hub id or folder) for clip and rigid")
     ] = None,
+    workers: Annotated[
+        int, typer.Option("--workers", min=0, help="DataLoader processes decoding shards (0: in the main process)")
+    ] = 0,
 ) -> None:
     """Train baseline detectors, evaluate every protocol, write validation/metrics.json and report.html."""
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -565,6 +568,7 @@ def validate(
                 matrix_detector,
                 progress=lambda message: bar.update(task, description=message),
                 backbone=backbone,
+                workers=workers,
             )
     except CorpusError as err:
         raise _corpus_refused(err) from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -17,6 +18,10 @@ from pydantic import Field
 
 from forgeset.core.registry import Registry
 from forgeset.core.strict_model import StrictModel
+from forgeset.detectors.data import Batch, Samples
+
+# Images per forward pass when scoring or embedding.
+SCORE_BATCH = 128
 
 
 class DetectorParams(StrictModel):
@@ -43,17 +48,22 @@ class Detector(ABC):
     embedding_rank: ClassVar[int] = 99
 
     def __init__(self, params: DetectorParams, size: int) -> None:
+        import torch
+
         self.params = params
         self.size = size
-        self.module: Any = self.build()
+        # Initial weights depend on the seed alone, not on what ran before in this process.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(params.seed)
+            self.module: Any = self.build()
 
     @abstractmethod
     def build(self) -> Any:
         """The torch module (images N x 3 x H x W in [0, 1] -> logits N)."""
 
     @abstractmethod
-    def fit(self, train: Any, val: Any, progress: Any = None) -> dict[str, Any]:
-        """Train on `train`, select on `val`; returns a training log."""
+    def fit(self, train: Samples, val: Samples | None, progress: Any = None) -> dict[str, Any]:
+        """Train on `train`, select on `val` (both read batch by batch); returns a training log."""
 
     def localize(self, images: Any) -> Any | None:
         """Per-pixel evidence maps (N x H x W, larger = more likely edited), if the detector has them."""
@@ -63,7 +73,7 @@ class Detector(ABC):
         """Differentiable logits for a float tensor batch."""
         return self.module(images)
 
-    def scores(self, images: np.ndarray, batch: int = 128) -> np.ndarray:
+    def scores(self, images: np.ndarray, batch: int = SCORE_BATCH) -> np.ndarray:
         """P(fake) for uint8 N x H x W x 3 images."""
         import torch
 
@@ -75,7 +85,30 @@ class Detector(ABC):
                 out.append(torch.sigmoid(self.module(tensor)).numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
-    def embeddings(self, images: np.ndarray, batch: int = 128) -> np.ndarray:
+    def scored_batches(self, samples: Samples, batch: int = SCORE_BATCH) -> Iterator[tuple[Batch, np.ndarray]]:
+        """Each batch of `samples` with its P(fake) scores (the batch is dropped after use)."""
+        for part in samples.batches(batch):
+            yield part, self.scores(part.images, batch)
+
+    def labels_and_scores(self, samples: Samples, batch: int = SCORE_BATCH) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and P(fake) of every sample, in the samples' order."""
+        labels, scores = [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
+        for part, part_scores in self.scored_batches(samples, batch):
+            labels.append(part.labels)
+            scores.append(part_scores)
+        return np.concatenate(labels), np.concatenate(scores)
+
+    def embedded(self, samples: Samples, batch: int = SCORE_BATCH) -> tuple[np.ndarray, np.ndarray]:
+        """Features (N x D) and labels of every sample: small vectors, never the pixels."""
+        features, labels = [], []
+        for part in samples.batches(batch):
+            features.append(self.embeddings(part.images, batch))
+            labels.append(part.labels)
+        if not features:
+            raise ValueError("no training samples")
+        return np.concatenate(features), np.concatenate(labels)
+
+    def embeddings(self, images: np.ndarray, batch: int = SCORE_BATCH) -> np.ndarray:
         """The features the head sees (N x D), for similarity search and curation."""
         import torch
 

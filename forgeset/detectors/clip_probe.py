@@ -8,6 +8,7 @@ from pydantic import Field
 
 from forgeset.detectors.backbone import load_backbone
 from forgeset.detectors.base import Detector, DetectorParams, detectors
+from forgeset.detectors.data import Samples
 from forgeset.detectors.training import fit_linear_head
 
 
@@ -52,6 +53,6 @@ class ClipProbe(Detector):
 
         return Probe()
 
-    def fit(self, train: Any, val: Any, progress: Any = None) -> dict[str, Any]:
-        features = self.embeddings(train.images, batch=64)
-        return fit_linear_head(self, features, train.labels, self.params.regularization, val, progress)
+    def fit(self, train: Samples, val: Samples | None, progress: Any = None) -> dict[str, Any]:
+        features, labels = self.embedded(train, batch=64)
+        return fit_linear_head(self, features, labels, self.params.regularization, val, progress)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from forgeset.detectors.base import Detector, DetectorParams, detectors
+from forgeset.detectors.data import Samples
 from forgeset.detectors.training import blur_jpeg_augment, train_module
 
 
@@ -61,7 +62,5 @@ class CnnDetector(Detector):
     def build(self) -> Any:
         return small_resnet()
 
-    def fit(self, train: Any, val: Any, progress: Any = None) -> dict[str, Any]:
-        return train_module(
-            self.module, self.params, train, val, blur_jpeg_augment(self.params.seed), self.scores, progress
-        )
+    def fit(self, train: Samples, val: Samples | None, progress: Any = None) -> dict[str, Any]:
+        return train_module(self.module, self.params, train, val, blur_jpeg_augment(self.params.seed), self, progress)

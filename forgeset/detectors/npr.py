@@ -10,6 +10,7 @@ import numpy as np
 
 from forgeset.detectors.base import Detector, DetectorParams, detectors, to_tensor
 from forgeset.detectors.cnn import small_resnet
+from forgeset.detectors.data import Samples
 from forgeset.detectors.training import train_module
 
 
@@ -49,9 +50,9 @@ class NprDetector(Detector):
 
         return Npr()
 
-    def fit(self, train: Any, val: Any, progress: Any = None) -> dict[str, Any]:
+    def fit(self, train: Samples, val: Samples | None, progress: Any = None) -> dict[str, Any]:
         # No blur/JPEG augmentation: both wipe out the residual NPR relies on.
-        return train_module(self.module, self.params, train, val, None, self.scores, progress)
+        return train_module(self.module, self.params, train, val, None, self, progress)
 
     def localize(self, images: np.ndarray) -> np.ndarray:
         """Residual energy, smoothed over 5 x 5 neighbourhoods and scaled to [0, 1] per image."""

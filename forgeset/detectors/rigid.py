@@ -11,6 +11,7 @@ from pydantic import Field
 
 from forgeset.detectors.backbone import load_backbone
 from forgeset.detectors.base import Detector, DetectorParams, detectors, to_tensor
+from forgeset.detectors.data import Samples
 from forgeset.detectors.training import one_fit_log
 
 
@@ -62,16 +63,20 @@ class RigidScore(Detector):
 
         return Rigid()
 
-    def fit(self, train: Any, val: Any, progress: Any = None) -> dict[str, Any]:
+    def fit(self, train: Samples, val: Samples | None, progress: Any = None) -> dict[str, Any]:
         import torch
         from sklearn.linear_model import LogisticRegression
 
+        raws, labels = [], []
         with torch.no_grad():
-            raw = np.concatenate(
-                [self.module.raw(to_tensor(train.images[i : i + 64])).numpy() for i in range(0, len(train.images), 64)]
-            )
+            for batch in train.batches(64):
+                raws.append(self.module.raw(to_tensor(batch.images)).numpy())
+                labels.append(batch.labels)
+        if not raws:
+            raise ValueError("no training samples")
+        raw = np.concatenate(raws)
         spread = raw.std() + 1e-8
-        model = LogisticRegression(max_iter=1000).fit((raw / spread)[:, None], train.labels)
+        model = LogisticRegression(max_iter=1000).fit((raw / spread)[:, None], np.concatenate(labels))
         with torch.no_grad():
             self.module.scale.fill_(float(model.coef_[0, 0]) / spread)
             self.module.offset.fill_(-float(model.intercept_[0]) * spread / float(model.coef_[0, 0] or 1.0))

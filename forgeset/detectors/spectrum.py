@@ -9,6 +9,7 @@ import numpy as np
 from pydantic import Field
 
 from forgeset.detectors.base import Detector, DetectorParams, detectors
+from forgeset.detectors.data import Samples
 from forgeset.detectors.training import fit_linear_head
 
 
@@ -60,6 +61,6 @@ class SpectrumDetector(Detector):
 
         return Spectrum()
 
-    def fit(self, train: Any, val: Any, progress: Any = None) -> dict[str, Any]:
-        features = self.embeddings(train.images)
-        return fit_linear_head(self, features, train.labels, self.params.regularization, val, progress)
+    def fit(self, train: Samples, val: Samples | None, progress: Any = None) -> dict[str, Any]:
+        features, labels = self.embedded(train)
+        return fit_linear_head(self, features, labels, self.params.regularization, val, progress)

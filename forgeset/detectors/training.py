@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from forgeset.detectors.base import DetectorParams, to_tensor
+from forgeset.detectors.data import Samples
 
 
 def auc_or_none(labels: np.ndarray, scores: np.ndarray) -> float | None:
@@ -19,7 +20,12 @@ def auc_or_none(labels: np.ndarray, scores: np.ndarray) -> float | None:
 
 
 def fit_linear_head(
-    detector: Any, features: np.ndarray, labels: np.ndarray, regularization: float, val: Any, progress: Any
+    detector: Any,
+    features: np.ndarray,
+    labels: np.ndarray,
+    regularization: float,
+    val: Samples | None,
+    progress: Any,
 ) -> dict[str, Any]:
     """Standardize `features`, fit scikit-learn's logistic regression, copy it into the module.
 
@@ -39,11 +45,19 @@ def fit_linear_head(
     return one_fit_log(detector, val, progress, "fitted")
 
 
-def one_fit_log(detector: Any, val: Any, progress: Any, message: str) -> dict[str, Any]:
+def val_auc_of(detector: Any, val: Samples | None) -> float | None:
+    """AUC of `detector` on the validation samples (None without them or with one class)."""
+    if val is None:
+        return None
+    labels, scores = detector.labels_and_scores(val)
+    return auc_or_none(labels, scores) if len(labels) else None
+
+
+def one_fit_log(detector: Any, val: Samples | None, progress: Any, message: str) -> dict[str, Any]:
     """The training log of a detector fitted in one pass, with its validation AUC."""
     if progress:
         progress(message, 1.0)
-    val_auc = auc_or_none(val.labels, detector.scores(val.images)) if val is not None and len(val.labels) else None
+    val_auc = val_auc_of(detector, val)
     return {"epochs": [{"epoch": 1, "val_auc": val_auc}], "selected_epoch": 1}
 
 
@@ -64,37 +78,34 @@ def blur_jpeg_augment(seed: int) -> Callable[[np.ndarray], np.ndarray]:
 def train_module(
     module: Any,
     params: DetectorParams,
-    train: Any,
-    val: Any,
+    train: Samples,
+    val: Samples | None,
     augment: Callable[[np.ndarray], np.ndarray] | None,
-    score: Callable[[np.ndarray], np.ndarray],
+    detector: Any,
     progress: Callable[[str, float], None] | None = None,
 ) -> dict[str, Any]:
-    """Train `module` on train.images/labels; keep the epoch with the best validation AUC."""
+    """Train `module` on batches of `train` (shuffled by the stream); keep the epoch with the best validation AUC."""
     import torch
 
     torch.manual_seed(params.seed)
-    rng = np.random.default_rng(params.seed)
     optimizer = torch.optim.Adam(module.parameters(), lr=params.lr)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     log: list[dict[str, Any]]
     best_auc, best_state, log = -1.0, None, []
     for epoch in range(params.epochs):
         module.train()
-        order = rng.permutation(len(train.labels))
         losses = []
-        for start in range(0, len(order), params.batch_size):
-            index = order[start : start + params.batch_size]
-            images = train.images[index]
-            if augment:
-                images = augment(images)
+        for batch in train.batches(params.batch_size, epoch):
+            images = augment(batch.images) if augment else batch.images
             logits = module(to_tensor(images))
-            loss = loss_fn(logits, torch.from_numpy(train.labels[index]).float())
+            loss = loss_fn(logits, torch.from_numpy(batch.labels).float())
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
-        val_auc = auc_or_none(val.labels, score(val.images)) if val is not None and len(val.labels) else None
+        if not losses:
+            raise ValueError("no training samples")
+        val_auc = val_auc_of(detector, val)
         log.append({"epoch": epoch + 1, "loss": round(float(np.mean(losses)), 5), "val_auc": val_auc})
         if progress:
             progress(f"epoch {epoch + 1}/{params.epochs}", (epoch + 1) / params.epochs)

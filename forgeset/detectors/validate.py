@@ -11,14 +11,18 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from forgeset.detectors.base import Detector, detectors
-from forgeset.detectors.data import CorpusSplit, load_corpus
-from forgeset.detectors.metrics import detection_metrics, localization_scores
+from forgeset.detectors.data import SHUFFLE_BUFFER, CorpusStream, RowFilter
+from forgeset.detectors.metrics import detection_metrics, localization_per_image
 from forgeset.manifests.corpus import Corpus
 from forgeset.manifests.layout import HOLDOUT_SPLIT, REALS_FROM
 
@@ -35,19 +39,6 @@ def _make(name: str, size: int, epochs: int | None, seed: int, backbone: str | N
     return detector_cls(detector_cls.Params(**overrides), size)
 
 
-def _grouped(split: CorpusSplit, scores: np.ndarray, field: str) -> dict[str, Any]:
-    """Fakes of each value of `field` against all reals of the split."""
-    reals = split.labels == 0
-    out = {}
-    for value in sorted({str(r[field]) for r, label in zip(split.rows, split.labels, strict=True) if label}):
-        fakes = np.array(
-            [bool(label) and str(r[field]) == value for r, label in zip(split.rows, split.labels, strict=True)]
-        )
-        keep = reals | fakes
-        out[value] = detection_metrics(split.labels[keep], scores[keep])
-    return out
-
-
 def _level(row: dict) -> tuple[str, str] | None:
     """(op, level) of a perturbed sample's last degradation, the level rounded for bucketing."""
     applied = [op for op in json.loads(row["ops"]) if op.get("stage")]
@@ -58,20 +49,93 @@ def _level(row: dict) -> tuple[str, str] | None:
     return op["op"], (f"{values[0]:.2g}" if values else "-")
 
 
-def _robustness(split: CorpusSplit, scores: np.ndarray) -> dict[str, Any]:
-    """Accuracy at 0.5 of degraded samples per op and level, next to the clean accuracy."""
-    clean = np.array([not r["perturbation"] for r in split.rows])
+def _surrogate(row: dict) -> str | None:
+    """The surrogate set of an adversarial sample ("a+b"), or None."""
+    for op in json.loads(row["ops"]):
+        if op["op"] == "adversarial":
+            return "+".join(op["params"]["surrogate_names"])
+    return None
+
+
+@dataclass
+class Scored:
+    """Scores of a streamed split with the few row fields the protocols group by (no pixels, no rows)."""
+
+    labels: list[int] = field(default_factory=list)
+    scores: list[np.ndarray] = field(default_factory=list)
+    generator: list[str] = field(default_factory=list)
+    kind: list[str] = field(default_factory=list)
+    perturbation: list[str] = field(default_factory=list)
+    level: list[tuple[str, str] | None] = field(default_factory=list)
+    surrogate: list[str | None] = field(default_factory=list)
+    f1s: list[float] = field(default_factory=list)
+    ious: list[float] = field(default_factory=list)
+
+    @property
+    def label_array(self) -> np.ndarray:
+        """Labels (1 = fake)."""
+        return np.array(self.labels, dtype=np.int64)
+
+    @property
+    def score_array(self) -> np.ndarray:
+        """P(fake) per sample."""
+        return np.concatenate(self.scores) if self.scores else np.zeros(0)
+
+
+def _score(detector: Detector, stream: CorpusStream, localize: bool = False) -> Scored:
+    """Score every sample of `stream` batch by batch, keeping per sample only what the protocols need."""
+    out = Scored()
+    for batch, scores in detector.scored_batches(stream):
+        out.scores.append(scores)
+        out.labels.extend(int(v) for v in batch.labels)
+        for row in batch.rows:
+            out.generator.append(str(row["generator"]))
+            out.kind.append(str(row["kind"]))
+            out.perturbation.append(str(row["perturbation"]))
+            out.level.append(_level(row) if row["perturbation"] else None)
+            out.surrogate.append(_surrogate(row))
+        if localize:
+            # Localized edits are the samples with a non-empty mask (mask_area is -1 without one).
+            inpainted = np.array([r["mask_area"] > 0 for r in batch.rows])
+            maps = detector.localize(batch.images[inpainted]) if inpainted.any() else None
+            if maps is not None:
+                f1s, ious = localization_per_image(maps, batch.masks[inpainted])
+                out.f1s.extend(f1s)
+                out.ious.extend(ious)
+    return out
+
+
+def _grouped(scored: Scored, values: list[str], seed: int) -> dict[str, Any]:
+    """Fakes of each value of a field against all reals of the split."""
+    labels, scores = scored.label_array, scored.score_array
+    column = np.array(values, dtype=object)
+    reals = labels == 0
+    out = {}
+    for value in sorted({v for v, label in zip(values, scored.labels, strict=True) if label}):
+        keep = reals | ((labels == 1) & (column == value))
+        out[value] = detection_metrics(labels[keep], scores[keep], seed)
+    return out
+
+
+def _robustness(scored: Scored) -> dict[str, Any]:
+    """Accuracy at 0.5 of degraded samples per op and level, next to the clean accuracy and its n."""
+    labels, scores = scored.label_array, scored.score_array
+    clean = np.array([not p for p in scored.perturbation], dtype=bool)
     curves: dict[str, dict[str, Any]] = defaultdict(dict)
     buckets: dict[tuple[str, str], list[int]] = defaultdict(list)
-    for i, row in enumerate(split.rows):
-        bucket = _level(row) if row["perturbation"] else None
+    for i, bucket in enumerate(scored.level):
         if bucket:
             buckets[bucket].append(i)
     for (op, level), index in sorted(buckets.items()):
-        labels, predicted = split.labels[index], scores[index] >= 0.5
-        curves[op][level] = {"accuracy": round(float((predicted == labels).mean()), 4), "n": len(index)}
-    clean_accuracy = float(((scores[clean] >= 0.5) == split.labels[clean]).mean()) if clean.any() else None
-    return {"clean_accuracy": clean_accuracy, "ops": dict(curves)}
+        point_labels, predicted = labels[index], scores[index] >= 0.5
+        curves[op][level] = {
+            "accuracy": round(float((predicted == point_labels).mean()), 4),
+            "n": len(index),
+            "n_real": int((point_labels == 0).sum()),
+            "n_fake": int(point_labels.sum()),
+        }
+    clean_accuracy = float(((scores[clean] >= 0.5) == labels[clean]).mean()) if clean.any() else None
+    return {"clean_accuracy": clean_accuracy, "clean_n": int(clean.sum()), "ops": dict(curves)}
 
 
 def _roc(labels: np.ndarray, scores: np.ndarray) -> dict[str, list[float]]:
@@ -83,54 +147,112 @@ def _roc(labels: np.ndarray, scores: np.ndarray) -> dict[str, list[float]]:
     return {"fpr": [round(float(v), 4) for v in fpr], "tpr": [round(float(v), 4) for v in tpr]}
 
 
-def _attacks(split: CorpusSplit, scores_by_detector: dict[str, np.ndarray]) -> dict[str, Any]:
+def _attacks(scored_by_detector: dict[str, Scored]) -> dict[str, Any]:
     """Per surrogate set: success rate (scored real) on each detector, surrogates included."""
+    if not scored_by_detector:
+        return {}
+    first = next(iter(scored_by_detector.values()))
     by_surrogate: dict[str, list[int]] = defaultdict(list)
-    for i, row in enumerate(split.rows):
-        for op in json.loads(row["ops"]):
-            if op["op"] == "adversarial":
-                by_surrogate["+".join(op["params"]["surrogate_names"])].append(i)
+    for i, surrogate in enumerate(first.surrogate):
+        if surrogate:
+            by_surrogate[surrogate].append(i)
     return {
-        surrogate: {name: round(float((scores[index] < 0.5).mean()), 4) for name, scores in scores_by_detector.items()}
+        surrogate: {
+            name: round(float((scored.score_array[index] < 0.5).mean()), 4)
+            for name, scored in scored_by_detector.items()
+        }
         | {"n": len(index)}
         for surrogate, index in sorted(by_surrogate.items())
     }
 
 
+def _evaluation_stream(corpus: Corpus, split: str, with_masks: bool = False) -> CorpusStream:
+    """`split` in index order; a split without reals of its own joins the reals of its REALS_FROM split."""
+    if split not in REALS_FROM or REALS_FROM[split] not in corpus.splits:
+        return CorpusStream(corpus, [split], with_masks=with_masks)
+    source = REALS_FROM[split]
+    return CorpusStream(
+        corpus,
+        [split, source],
+        lambda row: row["split"] == split or row["label"] == "real",
+        with_masks=with_masks,
+    )
+
+
+def _clean_fakes_of(generator: str | None) -> RowFilter:
+    """Reals and the unperturbed fakes of `generator` (all generators when None)."""
+    return lambda row: (
+        not row["perturbation"] and (row["label"] == "real" or generator is None or row["generator"] == generator)
+    )
+
+
 def _cross_generator(
     name: str,
-    size: int,
+    corpus: Corpus,
     epochs: int | None,
     seed: int,
-    data: dict[str, CorpusSplit],
     progress: Callable[[str], None],
     backbone: str | None = None,
 ) -> dict[str, dict[str, float | None]]:
     """Train `name` on one generator's train fakes (with all train reals); AUC on each generator."""
-    train = data["train"]
-    test = data["test"].join(data[HOLDOUT_SPLIT]) if HOLDOUT_SPLIT in data else data["test"]
-    generators = sorted({r["generator"] for r in train.rows if r["generator"] and not r["perturbation"]})
-    targets = sorted({r["generator"] for r in test.rows if r["generator"] and not r["perturbation"]})
-    clean = np.array([not r["perturbation"] for r in test.rows])
+    table = corpus.table
+    clean = pc.and_(pc.is_valid(table["generator"]), pc.invert(pc.is_valid(table["perturbation"])))
+    train_split = pc.equal(table["split"], "train")
+    eval_splits = [s for s in ("test", HOLDOUT_SPLIT) if s in corpus.splits]
+    generators = sorted(set(table.filter(pc.and_(clean, train_split))["generator"].to_pylist()))
+    evaluated = table.filter(pc.and_(clean, pc.is_in(table["split"], value_set=pa.array(eval_splits, pa.string()))))
+    targets = sorted(set(evaluated["generator"].to_pylist()))
+    test = CorpusStream(corpus, eval_splits, _clean_fakes_of(None))
     matrix: dict[str, dict[str, float | None]] = {}
     for source in generators:
         progress(f"cross-generator: train on {source}")
-        keep = np.array(
-            [
-                (label == 0 or r["generator"] == source) and not r["perturbation"]
-                for r, label in zip(train.rows, train.labels, strict=True)
-            ]
-        )
-        detector = _make(name, size, epochs, seed, backbone)
-        detector.fit(train.subset(keep), None)
-        scores = detector.scores(test.images)
+        detector = _make(name, corpus.policy.size, epochs, seed, backbone)
+        train = CorpusStream(corpus, ["train"], _clean_fakes_of(source), shuffle=True, seed=seed)
+        detector.fit(train, None)
+        scored = _score(detector, test)
+        labels, scores = scored.label_array, scored.score_array
+        column = np.array(scored.generator, dtype=object)
         matrix[source] = {}
         for target in targets:
-            mask = clean & np.array(
-                [label == 0 or r["generator"] == target for r, label in zip(test.rows, test.labels, strict=True)]
-            )
-            matrix[source][target] = detection_metrics(test.labels[mask], scores[mask])["auc"]
+            keep = (labels == 0) | (column == target)
+            matrix[source][target] = detection_metrics(labels[keep], scores[keep], seed)["auc"]
     return matrix
+
+
+def _missing_generators(corpus: Corpus, present: set[str], split: str) -> dict[str, Any]:
+    """Generators of the corpus with no fakes in `split`, each with the splits that do hold it."""
+    table = corpus.table.filter(pc.is_valid(corpus.table["generator"])).select(["generator", "split"])
+    where: dict[str, set[str]] = defaultdict(set)
+    for generator, in_split in zip(table["generator"].to_pylist(), table["split"].to_pylist(), strict=True):
+        where[generator].add(in_split)
+    return {
+        generator: {"n": 0, "n_real": 0, "n_fake": 0, "auc": None, "accuracy": None, "few": True}
+        | {"missing": f"no {split} samples (in: {', '.join(sorted(splits))})"}
+        for generator, splits in sorted(where.items())
+        if generator not in present
+    }
+
+
+def _context(corpus: Corpus, models: dict[str, Detector], epochs: int | None, seed: int) -> dict[str, Any]:
+    """What a reader needs to reproduce the run: corpus identity, versions, settings, seeds, date."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        forgeset_version = version("forgeset")
+    except PackageNotFoundError:
+        forgeset_version = "unknown"
+    return {
+        "corpus": corpus.name,
+        "spec_sha256": corpus.index.spec_sha256,
+        "index_sha256": corpus.index.index_sha256,
+        "forgeset_version": forgeset_version,
+        "seed": seed,
+        "epochs_override": epochs,
+        "detectors": {name: detector.params.model_dump(mode="json") for name, detector in models.items()},
+        "samples": {split: sum(shard.count for shard in corpus.shards(split)) for split in corpus.splits},
+        "shuffle_buffer": SHUFFLE_BUFFER,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
 
 
 def validate_corpus(
@@ -141,54 +263,64 @@ def validate_corpus(
     matrix_detector: str | None = None,
     progress: Callable[[str], None] = lambda message: None,
     backbone: str | None = None,
+    workers: int = 0,
 ) -> dict[str, Any]:
-    """Run every protocol; write OUT/validation/metrics.json and checkpoints; return the metrics."""
+    """Run every protocol on the streamed corpus; write OUT/validation/metrics.json and checkpoints.
+
+    Training reads train through a seeded shuffle buffer, evaluation reads each split in index
+    order; only scores and a few row fields per sample are kept, never the pixels.
+    """
     for name in names:  # fail before any training, not halfway through
         if detectors.get(name).needs_backbone and not backbone:
             raise ValueError(f"detector {name!r} needs a vision backbone: pass --backbone (Hub id or folder)")
     corpus = Corpus.open(out_dir)
-    data = load_corpus(corpus)
-    if "train" not in data or "test" not in data:
+    if "train" not in corpus.splits or "test" not in corpus.splits:
         raise ValueError("validate needs a train and a test split")
-    size = data["train"].images.shape[1]
+    size = corpus.policy.size
     folder = corpus.layout.validation_dir
-    results: dict[str, Any] = {"detectors": {}, "checkpoints": {}}
-    scores_test: dict[str, np.ndarray] = {}
+    train = CorpusStream(corpus, ["train"], shuffle=True, seed=seed, workers=workers)
+    val = CorpusStream(corpus, ["val"], workers=workers) if "val" in corpus.splits else None
+    results: dict[str, Any] = {"context": {}, "detectors": {}, "checkpoints": {}}
+    scored_test: dict[str, Scored] = {}
+    models: dict[str, Detector] = {}
     for name in names:
         progress(f"training {name}")
         detector = _make(name, size, epochs, seed, backbone)
-        log = detector.fit(data["train"], data.get("val"), lambda message, _f, n=name: progress(f"{n}: {message}"))
+        models[name] = detector
+        log = detector.fit(train, val, lambda message, _f, n=name: progress(f"{n}: {message}"))
         sha = detector.save(corpus.layout.checkpoint(name))
         results["checkpoints"][name] = {"path": corpus.layout.checkpoint_relative(name), "sha256": sha}
         entry: dict[str, Any] = {"training": log}
         for split_name in ("test", HOLDOUT_SPLIT):
-            if split_name not in data:
+            if split_name not in corpus.splits:
                 continue
-            split = data[split_name]
-            if split_name in REALS_FROM:
-                reals = data[REALS_FROM[split_name]]
-                split = split.join(reals.subset(reals.labels == 0))
-            scores = detector.scores(split.images)
-            entry[split_name] = detection_metrics(split.labels, scores)
-            entry[f"{split_name}_roc"] = _roc(split.labels, scores)
-            if split_name == "test":
-                scores_test[name] = scores
-                entry["per_generator"] = _grouped(split, scores, "generator")
-                entry["per_kind"] = _grouped(split, scores, "kind")
-                entry["per_perturbation"] = _grouped(split, scores, "perturbation")
-                entry["robustness"] = _robustness(split, scores)
-                # Localized edits are the samples with a non-empty mask (mask_area is -1 without one).
-                inpainted = np.array([r["mask_area"] > 0 for r in split.rows])
-                maps = detector.localize(split.images[inpainted]) if inpainted.any() else None
-                if maps is not None:
-                    entry["localization"] = localization_scores(maps, split.masks[inpainted])
+            progress(f"{name}: scoring {split_name}")
+            is_test = split_name == "test"
+            scored = _score(detector, _evaluation_stream(corpus, split_name, with_masks=is_test), localize=is_test)
+            labels, scores = scored.label_array, scored.score_array
+            entry[split_name] = detection_metrics(labels, scores, seed)
+            entry[f"{split_name}_roc"] = _roc(labels, scores)
+            if is_test:
+                scored_test[name] = scored
+                per_generator = _grouped(scored, scored.generator, seed)
+                entry["per_generator"] = per_generator | _missing_generators(corpus, set(per_generator), "test")
+                entry["per_kind"] = _grouped(scored, scored.kind, seed)
+                entry["per_perturbation"] = _grouped(scored, scored.perturbation, seed)
+                entry["robustness"] = _robustness(scored)
+                if scored.f1s:
+                    entry["localization"] = {
+                        "f1": round(float(np.mean(scored.f1s)), 4),
+                        "iou": round(float(np.mean(scored.ious)), 4),
+                        "n": len(scored.f1s),
+                    }
         results["detectors"][name] = entry
     chosen = matrix_detector or names[0]
     results["cross_generator"] = {
         "detector": chosen,
-        "auc": _cross_generator(chosen, size, epochs, seed, data, progress, backbone),
+        "auc": _cross_generator(chosen, corpus, epochs, seed, progress, backbone),
     }
-    results["attacks"] = _attacks(data["test"], scores_test)
+    results["attacks"] = _attacks(scored_test)
+    results["context"] = _context(corpus, models, epochs, seed)
     folder.mkdir(parents=True, exist_ok=True)
     corpus.layout.metrics.write_text(json.dumps(results, indent=2) + "\n")
     return results

@@ -23,8 +23,19 @@ ESCAPED = {
 }
 
 
-def _metrics(auc: float) -> dict[str, float]:
-    return {"auc": auc, "ap": 0.8, "accuracy": 0.7, "real_accuracy": 0.6, "fake_accuracy": 0.8, "eer": 0.3}
+def _metrics(auc: float) -> dict[str, Any]:
+    return {
+        "auc": auc,
+        "auc_ci": [auc - 0.1, auc + 0.1],
+        "ap": 0.8,
+        "accuracy": 0.7,
+        "real_accuracy": 0.6,
+        "fake_accuracy": 0.8,
+        "eer": 0.3,
+        "n_real": 40,
+        "n_fake": 12,
+        "few": True,
+    }
 
 
 def _results() -> dict[str, Any]:
@@ -35,13 +46,14 @@ def _results() -> dict[str, Any]:
         "test_roc": roc,
         HOLDOUT_SPLIT: _metrics(0.6),
         f"{HOLDOUT_SPLIT}_roc": roc,
-        "per_generator": {GENERATOR: {"auc": 0.9, "accuracy": 0.8, "n": 5}},
+        "per_generator": {GENERATOR: {"auc": 0.9, "accuracy": 0.8, "n": 5, "n_real": 3, "n_fake": 2, "few": True}},
         "per_kind": {"text2image": {"auc": 0.9, "accuracy": 0.8, "n": 5}},
         "per_perturbation": {PERTURBATION: {"auc": 0.5, "accuracy": 0.5, "n": 2}},
         "robustness": {"clean_accuracy": 0.8, "ops": {OP: {"0.5": {"accuracy": 0.5, "n": 2}}}},
         "localization": {"f1": 0.4, "iou": 0.3, "n": 3},
     }
     return {
+        "context": {"corpus": FOLDER, "seed": 0, "detectors": {DETECTOR: {"type": DETECTOR, "epochs": 1}}},
         "detectors": {DETECTOR: entry},
         "checkpoints": {},
         "cross_generator": {"detector": DETECTOR, "auc": {GENERATOR: {GENERATOR: 0.9, PERTURBATION: None}}},
@@ -65,9 +77,12 @@ def test_names_appear_only_escaped() -> None:
     assert page.count("<script") == 1  # the report's own plot counter
     assert f"<title>{ESCAPED[FOLDER]}</title>" in page  # the title, even with a held-out split
     assert f"<h1>{ESCAPED[FOLDER]}: validation</h1>" in page
-    assert f"<tr><td>{ESCAPED[DETECTOR]}</td><td>0.75</td><td>0.8</td>" in page
+    assert f"<tr><td>{ESCAPED[DETECTOR]}</td><td>0.75 [0.65, 0.85]</td><td>0.8</td>" in page
+    assert f"<tr><td>corpus</td><td>{ESCAPED[FOLDER]}</td></tr>" in page  # the run context
     assert f"<h2>{ESCAPED[DETECTOR]}: per generator (test)</h2>" in page
-    assert f"<tr><td>{ESCAPED[GENERATOR]}</td><td>0.9</td><td>0.8</td><td>5</td></tr>" in page
+    few = "few samples (&lt; 30 of a class)"
+    assert f"<tr><td>{ESCAPED[GENERATOR]}</td><td>0.9</td><td>0.8</td><td>3</td><td>2</td><td>{few}</td></tr>" in page
+    assert f"<h2>{ESCAPED[DETECTOR]}: per perturbation (test)</h2>" in page
     assert f"<p>{ESCAPED[DETECTOR]} localization on inpainted test samples: F1 0.4, IoU 0.3 (n=3)</p>" in page
     assert f"<th>surrogates</th><th>{ESCAPED[DETECTOR]}</th><th>n</th>" in page
     assert f"<tr><td>{ESCAPED[SURROGATE]}</td><td>0.25</td><td>4</td></tr>" in page

@@ -15,11 +15,13 @@ manifest's), so an export keeps the corpus's one format/size policy.
   `configs` name every split (test_ood its own, never merged into test) and whose `dataset_info`
   declares the features (`label` and `generator` as ClassLabel), for `datasets.load_dataset(DIR)`.
   torchvision's ImageFolder on DIR/{split} sees exactly the classes real and fake. Masks are kept
-  out of that tree, under masks/{split}/KEY.png, named by the `mask_path` column.
+  out of that tree, under masks/{split}/KEY.png, named by the `mask_path` column. croissant.json
+  describes each split's metadata as a Croissant record set.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from collections.abc import Callable, Iterable
@@ -33,6 +35,7 @@ import yaml
 from forgeset.manifests import layout
 from forgeset.manifests.corpus import Corpus
 from forgeset.manifests.schema import LABELS, MANIFEST_SCHEMA
+from forgeset.manifests.shard_writer import file_sha256
 
 FORMATS = ("cnndetection", "imagefolder")
 LAYOUTS = ("per-generator", "merged")
@@ -213,7 +216,47 @@ def _export_imagefolder(corpus: Corpus, target: Path, progress: Progress | None)
         pq.write_table(pa.Table.from_pylist(entries, schema=schema), corpus.path_inside(target, split, METADATA_NAME))
     splits = [split for split in layout.ALL_SPLITS if split in metadata]
     (target / layout.CARD_NAME).write_text(imagefolder_card(corpus, splits), encoding="utf-8")
+    write_imagefolder_croissant(corpus, target, splits, schema)
     return counts
+
+
+def write_imagefolder_croissant(corpus: Corpus, target: Path, splits: list[str], schema: pa.Schema) -> Path:
+    """croissant.json of an imagefolder export: each split's metadata.parquet and one record set per split."""
+    import mlcroissant as mlc
+
+    types = {"string": mlc.DataType.TEXT, "int64": mlc.DataType.INTEGER, "double": mlc.DataType.FLOAT}
+    files, record_sets = [], []
+    for split in splits:
+        file_id = f"{split}-metadata"
+        files.append(
+            mlc.FileObject(
+                id=file_id,
+                name=f"{split}/{METADATA_NAME}",
+                content_url=f"{split}/{METADATA_NAME}",
+                encoding_formats=["application/x-parquet"],
+                sha256=file_sha256(corpus.path_inside(target, split, METADATA_NAME)),
+            )
+        )
+        fields = [
+            mlc.Field(
+                id=f"{split}/{field.name}",
+                name=field.name,
+                data_types=[types[str(field.type)]],
+                source=mlc.Source(file_object=file_id, extract=mlc.Extract(column=field.name)),
+            )
+            for field in schema
+        ]
+        record_sets.append(mlc.RecordSet(id=split, name=split, key=f"{split}/key", fields=fields))
+    metadata = mlc.Metadata(
+        name=f"{corpus.name}-imagefolder",
+        description=f"The imagefolder export of {corpus.name}: file_name is the image's path inside its split.",
+        version="1.0.0",
+        distribution=files,
+        record_sets=record_sets,
+    )
+    path = target / layout.CROISSANT_NAME
+    path.write_text(json.dumps(metadata.to_json(), indent=2, ensure_ascii=False), encoding="utf-8")
+    return path
 
 
 def export_corpus(

@@ -31,6 +31,24 @@ def _export(out: Path, target: Path, *options: str) -> None:
     result = CliRunner().invoke(app, ["export", str(out), str(target), *options])
     assert result.exit_code == 0, result.output
     assert "nothing was re-encoded" in " ".join(result.output.split())
+    assert len(result.output.strip().splitlines()) == 1  # not a terminal: the summary line only
+
+
+def test_export_shows_progress_on_a_terminal(
+    tiny_corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from rich.console import Console
+
+    import forgeset.cli
+
+    screen = io.StringIO()
+    monkeypatch.setattr(forgeset.cli, "console", Console(file=screen, force_terminal=True, width=120))
+    result = CliRunner().invoke(app, ["export", str(tiny_corpus), str(tmp_path / "x")])
+    assert result.exit_code == 0, result.output
+    samples = len(manifest_rows(tiny_corpus))
+    assert "exporting" in screen.getvalue() and f"{samples}/{samples}" in screen.getvalue()
 
 
 def _listing(target: Path) -> dict[str, set[str]]:
@@ -123,6 +141,13 @@ def test_imagefolder_every_split_loads_with_declared_features(two_generators: Pa
         )
     for path in target.rglob("*.png"):
         assert hashlib.sha256(path.read_bytes()).hexdigest() == rows[path.stem]["sha256"]
+    import mlcroissant as mlc
+
+    croissant = mlc.Dataset(jsonld=str(target / "croissant.json"))
+    for split, count in per_split.items():
+        records = list(croissant.records(split))
+        assert len(records) == count
+        assert all((target / split / r[f"{split}/file_name"].decode()).is_file() for r in records)
 
 
 def test_imagefolder_keeps_masks_in_a_sibling_tree(build_corpus: Callable[..., Path], tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -67,3 +68,13 @@ def test_bit_accuracy_per_recorded_payload_drops_under_strong_jpeg() -> None:
 def test_it_is_not_an_attack_surrogate() -> None:
     with pytest.raises(NotImplementedError, match="not differentiable"):
         detector(KEY).logits(None)
+
+
+def test_a_checkpoint_reloads_with_its_key(tmp_path: Path) -> None:
+    from forgeset.detectors.base import load_detector
+
+    path = tmp_path / "watermark.safetensors"
+    detector(KEY).save(path)
+    reloaded = load_detector(path)
+    assert reloaded.params.payload == KEY and reloaded.params.bits == 32
+    assert reloaded.scores(MARKED[:2]).tolist() == [1.0, 1.0]

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
 from forgeset.builders.planner import Plan
 
 SECONDS_PER_IMAGE_STEP_512 = 1 / 6.08 / 25
@@ -63,3 +67,30 @@ def summarize_plan(plan: Plan) -> dict[str, Any]:
         "generators": generators,
         "est_gpu_s": round(sum(g["est_gpu_s"] for g in generators.values()), 1),
     }
+
+
+def render_plan(summary: dict[str, Any], console: Console) -> None:
+    """Print a `summarize_plan` summary: splits (samples, shards, shard sizes, per source and
+    generator), generators with their GPU-time estimate, and each shard when there are few."""
+    splits = Table(title=escape(f"{summary['name']}: {summary['samples']} samples in {summary['shards']} shards"))
+    for column in ("split", "samples", "shards", "shard min/median/max", "per source and generator"):
+        splits.add_column(column)
+    for split, entry in summary["splits"].items():
+        stages = ", ".join(f"{name} {count}" for name, count in entry["by_stage"].items())
+        sizes = f"{entry['shard_min']}/{entry['shard_median']}/{entry['shard_max']}"
+        splits.add_row(escape(split), str(entry["samples"]), str(entry["shards"]), sizes, escape(stages))
+    console.print(splits)
+    stages_table = Table(title="generators and manipulations (GPU time: SD1.5-equivalent seconds on one H100)")
+    for column in ("name", "type", "model", "samples", "steps", "size", "est. GPU s"):
+        stages_table.add_column(column)
+    for name, entry in summary["generators"].items():
+        stages_table.add_row(
+            *(escape(str(v)) for v in (name, entry["type"], entry["model"], entry["samples"], entry["steps"])),
+            str(entry["size"]),
+            str(entry["est_gpu_s"]),
+        )
+    console.print(stages_table)
+    if summary["shard_list"] is not None:
+        console.print("shards: " + ", ".join(f"{escape(path)} {count}" for path, count in summary["shard_list"]))
+    hours = summary["est_gpu_s"] / 3600
+    console.print(f"estimated GPU time: {summary['est_gpu_s']} s ({hours:.2f} h); nothing was loaded or written")

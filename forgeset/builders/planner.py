@@ -1,8 +1,9 @@
 """Spec -> a compact, deterministic plan -> the jobs of one shard, on demand.
 
-The plan holds a few integer arrays over the base units (listed reals, generated fakes,
-manipulated children: unit u is index u - first of its stage): each unit's lineage-group root and
-the units of each shard. No Python object exists per sample until a shard is materialized; then
+The plan holds a few small-integer arrays over the base units (listed reals, generated fakes,
+manipulated children: unit u is index u - first of its stage): the lineage-group roots of each
+shard, and the units that join another's group (caption-paired fakes, manipulations) with their
+root. No Python object exists per sample until a shard is materialized; then
 its keys, seeds, prompts, real items and perturbation/attack children are computed. Every draw is
 a pure function of the spec seed, a purpose, a stage name and an index within the stage, so the
 same spec plans the same shards whatever the worker count, the order of execution or an
@@ -136,13 +137,17 @@ class _UnitStage:
 
 @dataclass
 class _Layout:
-    """The compact plan: stages, each unit's group root, units per shard, and what jobs need."""
+    """The compact plan: stages, the group roots of each shard, the other members of each group."""
 
     stages: list[_UnitStage]
     starts: np.ndarray
-    root: np.ndarray
-    perm: np.ndarray
+    shard_roots: np.ndarray
+    """Group roots (units), shard after shard in plan order; shard n holds roots[offsets[n]:offsets[n+1]]."""
     offsets: np.ndarray
+    member_root: np.ndarray
+    """Roots of the units that are no root (caption-paired fakes, manipulations), sorted."""
+    member_unit: np.ndarray
+    """Those units, in the order of `member_root`."""
     sources: dict[str, SourceIndex]
     prompts: dict[str, list[PromptItem]]
     position: dict[tuple[str, int], int]
@@ -165,6 +170,17 @@ class _Layout:
         """The sample key of a base unit: NAME-%08d."""
         stage = self.stages[int(self.stage_of(np.array([unit]))[0])]
         return f"{stage.name}-{unit - stage.first:08d}"
+
+    def units(self, number: int) -> tuple[np.ndarray, dict[int, int]]:
+        """Shard `number`'s units in unit order, and the root of each unit that is no root."""
+        roots = self.shard_roots[self.offsets[number] : self.offsets[number + 1]].astype(np.int64)
+        low = np.searchsorted(self.member_root, roots, side="left")
+        high = np.searchsorted(self.member_root, roots, side="right")
+        root_of: dict[int, int] = {}
+        for root, start, stop in zip(roots.tolist(), low.tolist(), high.tolist(), strict=True):
+            root_of.update(dict.fromkeys(self.member_unit[start:stop].tolist(), root))
+        units = np.concatenate([roots, np.array(sorted(root_of), np.int64)])
+        return np.sort(units), root_of
 
 
 @dataclass
@@ -191,10 +207,6 @@ class Plan:
         """The jobs of one shard, in key order: deterministic, computed on demand."""
         assert self._layout is not None
         return ShardPlan(ref.split, ref.index, tuple(_materialize(self.spec, self._layout, ref)))
-
-    def shard_plans(self) -> list[ShardPlan]:
-        """Deprecated: every shard materialized (only while build/executors move to refs)."""
-        return [self.shard(ref) for ref in self.shards]
 
 
 def _prompt_texts(spec: Spec, params: GeneratorParams, base_dir: Path, captions: dict) -> list[PromptItem]:
@@ -253,14 +265,15 @@ def _captions(spec: Spec, stages: list[_UnitStage], sources: dict[str, SourceInd
     }
 
 
-def _roots(
+def _members(
     spec: Spec, base_dir: Path, stages: list[_UnitStage], captions: dict
-) -> tuple[np.ndarray, dict[str, list[PromptItem]]]:
-    """Each unit's lineage-group root (caption-paired fakes and manipulations join their real) and the prompts."""
-    total = stages[-1].first + stages[-1].count if stages else 0
-    root = np.arange(total, dtype=np.int64)
+) -> tuple[np.ndarray, np.ndarray, dict[str, list[PromptItem]]]:
+    """The units that join another's lineage group (caption-paired fakes join their real,
+    manipulations their parent) with those roots, in unit order; and each stage's prompts."""
     first_of = {stage.name: stage.first for stage in stages}
     prompts: dict[str, list[PromptItem]] = {}
+    units: list[np.ndarray] = []
+    roots: list[np.ndarray] = []
     for stage in stages:
         params = stage.params
         if stage.role == "generate":
@@ -272,14 +285,17 @@ def _roots(
                 paired = np.array(
                     [_pair_unit(item.pair_key, first_of) if item.pair_key else -1 for item in items], np.int64
                 )
-                own_units = np.arange(stage.first, stage.first + stage.count, dtype=np.int64)
                 chosen = paired[np.arange(stage.count) % len(items)]
-                root[own_units] = np.where(chosen >= 0, chosen, own_units)
+                joined = np.flatnonzero(chosen >= 0)
+                units.append(joined + stage.first)
+                roots.append(chosen[joined])
         elif stage.role == "manipulate":
             prompts[stage.name] = _prompt_texts(spec, params, base_dir, captions)
-            parents = _parents(spec, stages, stage)
-            root[stage.first : stage.first + stage.count] = np.repeat(parents, stage.count // max(params.count, 1))
-    return root, prompts
+            units.append(np.arange(stage.first, stage.first + stage.count, dtype=np.int64))
+            roots.append(np.repeat(_parents(spec, stages, stage), stage.count // params.count))
+    if not units:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), prompts
+    return np.concatenate(units), np.concatenate(roots), prompts
 
 
 def _pair_unit(pair_key: str, first_of: dict[str, int]) -> int:
@@ -306,8 +322,9 @@ def _parents(spec: Spec, stages: list[_UnitStage], stage: _UnitStage) -> np.ndar
 
 
 def _children(spec: Spec, stages: list[_UnitStage], total: int) -> np.ndarray:
-    """How many perturbation (mode new) and attack children each base unit has."""
-    children = np.zeros(total, np.int32)
+    """How many perturbation (mode new) and attack children each base unit has (fewer than 255:
+    one per stage at most, and stage names are unique)."""
+    children = np.zeros(total, np.uint8)
     for stage in stages:
         span = slice(stage.first, stage.first + stage.count)
         indices = np.arange(stage.count)
@@ -337,10 +354,17 @@ def _dealt(count: int, fractions: list[float]) -> np.ndarray:
             due.append((steps + 0.5) / fraction)
             splits.append(np.full(len(steps), number, np.int8))
     times, numbers = np.concatenate(due), np.concatenate(splits)
-    return numbers[np.lexsort((numbers, times))[:count]]
+    return numbers[np.argsort(times, kind="stable")[:count]]  # sorted runs: a merge; ties: split order
 
 
-def _assign_splits(spec: Spec, stages: list[_UnitStage], root: np.ndarray, weight: np.ndarray) -> np.ndarray:
+def _assign_splits(
+    spec: Spec,
+    stages: list[_UnitStage],
+    is_member: np.ndarray,
+    member_root: np.ndarray,
+    weight: np.ndarray,
+    member_weight: np.ndarray,
+) -> np.ndarray:
     """Each group root's split number (layout.ALL_SPLITS order); -1 for units that are no root.
 
     Groups that hold a held-out generator's sample go to the OOD split whole. The others are
@@ -349,29 +373,32 @@ def _assign_splits(spec: Spec, stages: list[_UnitStage], root: np.ndarray, weigh
     every prefix follows the split fractions. With sizes decreasing, the reals and the fakes of a
     split then each stay within one group of their share of the stratum.
     """
-    total = len(root)
+    total = len(weight)
     split_of = np.full(total, -1, np.int8)
-    held_names = set(spec.splits.holdout_generators)
     held = np.zeros(total, bool)
+    held_names = set(spec.splits.holdout_generators)
+    member_units = np.flatnonzero(is_member)
     for stage in stages:
         if stage.name in held_names:
-            held[root[stage.first : stage.first + stage.count]] = True
-    first_fake = next((stage.first for stage in stages if stage.label == "fake"), total)
-    fake_weight = np.where(np.arange(total) >= first_fake, weight, 0)
-    group_fakes = np.bincount(root, weights=fake_weight, minlength=total).astype(np.int64)
-    del fake_weight
-    group_reals = np.bincount(root, weights=weight, minlength=total).astype(np.int64) - group_fakes
-    is_root = root == np.arange(total)
+            span = slice(stage.first, stage.first + stage.count)
+            held[span] = ~is_member[span]
+            inside = (member_units >= stage.first) & (member_units < stage.first + stage.count)
+            held[member_root[inside]] = True
     fractions = [fraction for _, fraction in spec.splits.fractions()]
+    holdout = layout.ALL_SPLITS.index(layout.HOLDOUT_SPLIT)
     for stage in stages:
         span = slice(stage.first, stage.first + stage.count)
-        units = np.flatnonzero(is_root[span] & ~held[span]) + stage.first
-        draws = raw_draws(spec.seed, "split", stage.name, units - stage.first)
-        order = np.lexsort((draws, -group_reals[units], -group_fakes[units]))
-        split_of[units[order]] = _dealt(len(units), fractions)
-        split_of[np.flatnonzero(is_root[span] & held[span]) + stage.first] = layout.ALL_SPLITS.index(
-            layout.HOLDOUT_SPLIT
-        )
+        roots = np.flatnonzero(~is_member[span] & ~held[span]) + stage.first
+        # draws of distinct indices are distinct (every step of raw_draws is a bijection of uint64),
+        # so any sort gives the same order: the faster unstable one
+        order = np.argsort(raw_draws(spec.seed, "split", stage.name, roots - stage.first))
+        reals_first = np.argsort(np.uint8(255) - weight[roots[order]], kind="stable")  # 8-bit: a radix sort
+        order = order[reals_first]
+        if stage.role == "real":  # only reals have members: the fakes of their group
+            fakes = member_weight[roots[order]]
+            order = order[np.argsort(fakes.max(initial=0) - fakes, kind="stable")]
+        split_of[roots[order]] = _dealt(len(roots), fractions)
+        split_of[np.flatnonzero(~is_member[span] & held[span]) + stage.first] = holdout
     return split_of
 
 
@@ -389,13 +416,14 @@ def _cut(weights: np.ndarray, shards: int) -> np.ndarray:
 
 
 def _layout_shards(
-    spec: Spec, stages: list[_UnitStage], root: np.ndarray, weight: np.ndarray, split_of: np.ndarray
-) -> tuple[list[ShardRef], np.ndarray]:
-    """Shard refs in plan order and each root's global shard number (-1 for non-roots)."""
-    group_weight = np.bincount(root, weights=weight, minlength=len(root)).astype(np.int64)
-    shard_of = np.full(len(root), -1, np.int32)
+    spec: Spec, stages: list[_UnitStage], split_of: np.ndarray, group_weight: Any
+) -> tuple[list[ShardRef], np.ndarray, np.ndarray]:
+    """Shard refs in plan order, the roots of every shard (concatenated) and each shard's offset."""
     refs: list[ShardRef] = []
+    shard_roots: list[np.ndarray] = []
+    offsets = [0]
     starts = np.array([stage.first for stage in stages], np.int64)
+    index_type = np.int32 if len(split_of) < 2**31 else np.int64
     for number, split in enumerate(layout.ALL_SPLITS):
         roots = np.flatnonzero(split_of == number)
         if not len(roots):
@@ -403,19 +431,23 @@ def _layout_shards(
         stage_of = np.searchsorted(starts, roots, side="right") - 1
         draws = np.empty(len(roots), np.uint64)
         for stage_number in np.unique(stage_of):
-            mask = stage_of == stage_number
+            low, high = np.searchsorted(stage_of, [stage_number, stage_number + 1])
             stage = stages[stage_number]
-            draws[mask] = raw_draws(spec.seed, "order", stage.name, roots[mask] - stage.first)
+            draws[low:high] = raw_draws(spec.seed, "order", stage.name, roots[low:high] - stage.first)
+        del stage_of
         ordered = roots[np.argsort(draws, kind="stable")]
-        weights = group_weight[ordered]
+        del roots, draws
+        weights = group_weight(ordered)
         samples = int(weights.sum())
         wanted = max(math.ceil(samples / spec.shards.size), spec.shards.min_per_split)
         count = min(len(ordered), wanted)
         local = _cut(weights, count)
-        shard_of[ordered] = len(refs) + local
         sizes = np.bincount(local, weights=weights, minlength=count).astype(np.int64)
+        offsets.extend((offsets[-1] + np.cumsum(np.bincount(local, minlength=count))).tolist())
         refs.extend(ShardRef(split, index, int(size)) for index, size in enumerate(sizes))
-    return refs, shard_of
+        shard_roots.append(ordered.astype(index_type))
+    roots_all = np.concatenate(shard_roots) if shard_roots else np.zeros(0, index_type)
+    return refs, roots_all, np.array(offsets, np.int64)
 
 
 def plan_build(spec: Spec, base_dir: Path, state_dir: Path | None = None) -> Plan:
@@ -426,44 +458,52 @@ def plan_build(spec: Spec, base_dir: Path, state_dir: Path | None = None) -> Pla
     """
     sources = _list_sources(spec, base_dir, state_dir)
     stages = _stages(spec, sources)
-    root, prompts = _roots(spec, base_dir, stages, _captions(spec, stages, sources))
-    total = len(root)
-    weight = 1 + _children(spec, stages, total)
-    split_of_root = _assign_splits(spec, stages, root, weight)
-    refs, shard_of_root = _layout_shards(spec, stages, root, weight, split_of_root)
-    shard_of = shard_of_root[root]
-    del shard_of_root
-    perm = np.argsort(shard_of, kind="stable")
-    if total < 2**31:
-        perm = perm.astype(np.int32)
-    offsets = np.concatenate([[0], np.cumsum(np.bincount(shard_of, minlength=len(refs)))]).astype(np.int64)
-    del shard_of
+    total = stages[-1].first + stages[-1].count
+    member_unit, member_root, prompts = _members(spec, base_dir, stages, _captions(spec, stages, sources))
+    is_member = np.zeros(total, bool)
+    is_member[member_unit] = True
+    weight = _children(spec, stages, total) + np.uint8(1)
+    real_units = sum(stage.count for stage in stages if stage.role == "real")
+    # every member is a fake whose root is a real: its group's fakes, per real
+    member_weight = np.bincount(member_root, weights=weight[member_unit], minlength=real_units).astype(np.int64)
 
-    split_of = split_of_root[root]
-    starts = np.array([stage.first for stage in stages], np.int64)
-    stage_of = np.searchsorted(starts, np.arange(total), side="right") - 1
-    per_split_stage = np.bincount(split_of.astype(np.int64) * len(stages) + stage_of, minlength=4 * len(stages))
-    split_samples = np.bincount(split_of, weights=weight, minlength=len(layout.ALL_SPLITS)).astype(np.int64)
-    del split_of, stage_of, split_of_root, weight
-    split_stage_counts = {
-        split: {stage.name: int(per_split_stage[number * len(stages) + s]) for s, stage in enumerate(stages)}
-        for number, split in enumerate(layout.ALL_SPLITS)
-    }
+    def group_weight(roots: np.ndarray) -> np.ndarray:
+        sizes = weight[roots].astype(np.int64)
+        real = roots < real_units
+        sizes[real] += member_weight[roots[real]]
+        return sizes
+
+    split_of = _assign_splits(spec, stages, is_member, member_root, weight, member_weight)
+    refs, shard_roots, offsets = _layout_shards(spec, stages, split_of, group_weight)
+
+    split_stage_counts: dict[str, dict[str, int]] = {split: {} for split in layout.ALL_SPLITS}
+    for stage in stages:
+        span = slice(stage.first, stage.first + stage.count)
+        low, high = np.searchsorted(member_unit, [stage.first, stage.first + stage.count])
+        numbers = np.concatenate([split_of[span][~is_member[span]], split_of[member_root[low:high]]])
+        per_split = np.bincount(numbers.astype(np.int64), minlength=len(layout.ALL_SPLITS))
+        for number, split in enumerate(layout.ALL_SPLITS):
+            split_stage_counts[split][stage.name] = int(per_split[number])
+    order = np.argsort(member_root, kind="stable")
     plan_layout = _Layout(
         stages=stages,
-        starts=starts,
-        root=root.astype(np.int32) if total < 2**31 else root,
-        perm=perm,
+        starts=np.array([stage.first for stage in stages], np.int64),
+        shard_roots=shard_roots,
         offsets=offsets,
+        member_root=member_root[order],
+        member_unit=member_unit[order],
         sources=sources,
         prompts=prompts,
         position={(ref.split, ref.index): number for number, ref in enumerate(refs)},
     )
+    counts = dict.fromkeys(layout.ALL_SPLITS, 0)
+    for ref in refs:
+        counts[ref.split] += ref.count
     return Plan(
         spec=spec,
         base_dir=base_dir,
         shards=refs,
-        counts={split: int(split_samples[number]) for number, split in enumerate(layout.ALL_SPLITS)},
+        counts=counts,
         stage_counts={stage.name: stage.count for stage in stages if stage.role != "real"},
         split_stage_counts=split_stage_counts,
         _layout=plan_layout,
@@ -472,8 +512,7 @@ def plan_build(spec: Spec, base_dir: Path, state_dir: Path | None = None) -> Pla
 
 def _materialize(spec: Spec, plan: _Layout, ref: ShardRef) -> list[Job]:
     """The jobs of one shard: base units, then perturbation marks and children, attack children."""
-    number = plan.position[(ref.split, ref.index)]
-    units = plan.perm[plan.offsets[number] : plan.offsets[number + 1]].astype(np.int64)
+    units, root_of = plan.units(plan.position[(ref.split, ref.index)])
     stage_of = plan.stage_of(units)
     items: dict[int, RealItem] = {}
     for stage_number in np.unique(stage_of):
@@ -483,11 +522,11 @@ def _materialize(spec: Spec, plan: _Layout, ref: ShardRef) -> list[Job]:
             rows = real_units - stage.first
             items.update(zip(real_units.tolist(), plan.sources[stage.name].items(rows), strict=True))
     jobs: dict[int, Job] = {}
-    for unit, stage_number in sorted(zip(units.tolist(), stage_of.tolist(), strict=True), key=lambda p: p[0]):
+    for unit, stage_number in zip(units.tolist(), stage_of.tolist(), strict=True):
         stage = plan.stages[stage_number]
         index = unit - stage.first
         key = f"{stage.name}-{index:08d}"
-        group = plan.key(int(plan.root[unit]))
+        group = plan.key(root_of[unit]) if unit in root_of else key
         if stage.role == "real":
             jobs[unit] = Job(key, "real", "real", key, ref.split, source=stage.name, item=items[unit])
         elif stage.role == "generate":
@@ -503,7 +542,7 @@ def _materialize(spec: Spec, plan: _Layout, ref: ShardRef) -> list[Job]:
                 prompt=prompts[index % len(prompts)].text if prompts else None,
             )
         else:
-            parent = jobs[int(plan.root[unit])]  # a real, earlier in unit order
+            parent = jobs[root_of[unit]]  # a real, earlier in unit order
             strengths = stage_class(stage.params).strengths(stage.params)
             prompts = plan.prompts[stage.name]
             caption = parent.item.caption if parent.item else None
@@ -521,12 +560,11 @@ def _materialize(spec: Spec, plan: _Layout, ref: ShardRef) -> list[Job]:
                 parent_key=parent.key,
                 strength=strengths[index % len(strengths)],
             )
-    ordered = units[np.argsort(units)]
-    base = [jobs[unit] for unit in ordered.tolist()]
+    base = [jobs[unit] for unit in units.tolist()]
     children: list[Job] = []
     for perturb in spec.perturb:
         name = perturb.stage_name
-        picked = plan.draws(spec.seed, f"perturb:{name}", ordered) < perturb.fraction
+        picked = plan.draws(spec.seed, f"perturb:{name}", units) < perturb.fraction
         for position, job in enumerate(base):
             if not picked[position] or (perturb.target != "both" and job.label != perturb.target):
                 continue
@@ -536,7 +574,7 @@ def _materialize(spec: Spec, plan: _Layout, ref: ShardRef) -> list[Job]:
                 children.append(_child(job, name))
     for attack in spec.adversarial:
         name = attack.stage_name
-        picked = plan.draws(spec.seed, f"attack:{name}", ordered) < attack.fraction
+        picked = plan.draws(spec.seed, f"attack:{name}", units) < attack.fraction
         children.extend(
             _child(job, name) for position, job in enumerate(base) if job.label == "fake" and picked[position]
         )

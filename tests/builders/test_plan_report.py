@@ -38,3 +38,17 @@ def test_many_shards_are_summarised_not_listed() -> None:
     assert summary["splits"]["train"]["shards"] == 79  # 313 samples in shards of 4
     assert summary["splits"]["test_ood"]["by_stage"] == {"tiny-sd-euler": 24}
     assert summary["samples"] == 475
+
+
+def test_rendered_plan_names_splits_stages_and_shards() -> None:
+    from rich.console import Console
+
+    from forgeset.builders.plan_report import render_plan
+
+    console = Console(record=True, width=200)
+    render_plan(summarize_plan(plan_build(parse_spec(tiny_spec()), Path("."))), console)
+    text = console.export_text()
+    assert "tiny: 28 samples in 14 shards" in text
+    assert "train │ 22      │ 8      │ 2/3/3" in text and "bundled 12, tiny-sd 10" in text
+    assert "shards: train/00000.tar 3, train/00001.tar 3," in text
+    assert "nothing was loaded or written" in text

@@ -76,6 +76,20 @@ def test_a_replaced_file_gets_another_stamp(storage: Storage) -> None:
     assert storage.read_bytes("x.bin") == b"b" * 10
 
 
+def test_stamps_of_a_prefix_equal_each_file_stamp_and_remove_many_deletes(storage: Storage) -> None:
+    for index in range(3):
+        storage.publish_bytes(bytes([index]) * (index + 1), f"train/0000{index}.tar")
+    storage.publish_bytes(b"state", ".forgeset/spec.sha256")
+    names = ["train/00000.tar", "train/00001.tar", "train/00002.tar"]
+    assert storage.stamps("train") == {name: storage.stamp(name) for name in names}
+    assert sorted(storage.stamps()) == [".forgeset/spec.sha256", *names]
+    assert [stamp.partition(":")[0] for stamp in storage.stamps("train").values()] == ["1", "2", "3"]
+    storage.remove_many([names[0], names[2], "train/missing.tar"])
+    assert storage.list() == [".forgeset/spec.sha256", "train/00001.tar"]
+    storage.remove_many([])
+    assert storage.stamps("nothing") == {}
+
+
 @pytest.mark.parametrize("name", UNSAFE)
 def test_names_that_would_leave_the_root_are_refused(storage: Storage, name: str) -> None:
     with pytest.raises(UnsafePath):

@@ -59,9 +59,22 @@ def test_ray_and_the_local_executor_write_identical_shards(
 ) -> None:
     from forgeset.builders.executors import RayExecutor
 
-    on_ray = build_corpus(tmp_path / "w1", tiny_spec(), executor=RayExecutor(1))  # tiny_corpus: local executor
+    timeline = tmp_path / "timeline.json"
+    seen: list[tuple[int, int]] = []
+    on_ray = build_corpus(  # tiny_corpus: local executor
+        tmp_path / "w1",
+        tiny_spec(),
+        executor=RayExecutor(2),
+        timeline=timeline,
+        progress=lambda samples, shards: seen.append((samples, shards)),
+    )
     assert shard_hashes(on_ray) == shard_hashes(tiny_corpus)
     assert (on_ray / "manifest.parquet").read_bytes() == (tiny_corpus / "manifest.parquet").read_bytes()
+    assert seen[-1] == (28, len(shard_hashes(on_ray)))
+    names = [event["name"] for event in json.loads(timeline.read_text()) if event.get("ph") == "X"]
+    assert names.count("host 0 start-up") == 1 and names.count("host 1 start-up") == 1  # one model, two hosts
+    assert sum(name.startswith("shard ") for name in names) == len(shard_hashes(on_ray))
+    assert "run" in names  # Ray's own task events (StageHost.run) are merged in
 
 
 def test_cli_executor_choice_is_checked(tmp_path: Path) -> None:
@@ -149,6 +162,8 @@ def test_sigkilled_build_resumes_to_the_same_bytes(tmp_path: Path, tiny_corpus: 
         str(out),
         "--workers",
         "1",
+        "--executor",
+        "ray",
     ]
     process = subprocess.Popen(
         command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ}
@@ -237,3 +252,89 @@ def test_a_folder_with_state_but_no_spec_hash_is_not_reused(tmp_path: Path) -> N
         app, ["build", "dataset", "--spec", str(spec_path), "--out", str(out), "--executor", "local"]
     )
     assert result.exit_code == 2 and "is not a forgeset build's output" in " ".join(result.output.split())
+
+
+def _tamper_keeping_stamp(tar: Path) -> None:
+    """Change a tar's bytes but not its size or modification time (what only a re-hash can see)."""
+    info = tar.stat()
+    data = bytearray(tar.read_bytes())
+    data[-1] ^= 0xFF
+    tar.write_bytes(bytes(data))
+    os.utime(tar, ns=(info.st_atime_ns, info.st_mtime_ns))
+
+
+def test_resume_trusts_a_matching_stamp_and_verify_rehashes(tmp_path: Path, tiny_corpus: Path) -> None:
+    import shutil
+
+    from forgeset.builders.build import build_dataset
+    from forgeset.builders.executors import LocalExecutor
+    from forgeset.builders.spec import load_spec
+
+    out = tmp_path / "out"
+    shutil.copytree(tiny_corpus, out)
+    loaded = load_spec(write_spec(tmp_path, tiny_spec()))
+    tar = out / "train" / "00000.tar"
+    _tamper_keeping_stamp(tar)
+    trusted = build_dataset(loaded, out, executor=LocalExecutor())
+    assert (trusted.built_shards, trusted.reused_shards) == (0, len(shard_hashes(tiny_corpus)))
+    verified = build_dataset(loaded, out, executor=LocalExecutor(), verify=True)
+    assert verified.built_shards == 1  # the tampered tar was re-hashed, found wrong and rebuilt
+    assert shard_hashes(out) == shard_hashes(tiny_corpus)
+    # A marker written before stamps existed is checked by hash, as --verify would.
+    marker = Layout.marker_file(Layout(out).shard_state("train", 0))
+    marker.write_text(json.dumps({k: v for k, v in json.loads(marker.read_text()).items() if k != "stamp"}))
+    _tamper_keeping_stamp(tar)
+    old_marker = build_dataset(loaded, out, executor=LocalExecutor())
+    assert old_marker.built_shards == 1
+    assert shard_hashes(out) == shard_hashes(tiny_corpus)
+
+
+def test_a_corpus_without_fakes_warns_and_strict_refuses_it(tmp_path: Path) -> None:
+    spec = tiny_spec(generate=[])
+    del spec["prompts"]
+    spec_path = write_spec(tmp_path, spec)
+    command = ["build", "dataset", "--spec", str(spec_path), "--executor", "local"]
+    built = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "out")])
+    assert built.exit_code == 0, built.output
+    text = " ".join(built.output.split())
+    assert "warning: the corpus has no fake samples: a detector cannot learn or be measured on it" in text
+    refused = CliRunner().invoke(app, [*command, "--out", str(tmp_path / "strict"), "--strict"])
+    assert refused.exit_code == 2
+    assert "error: the corpus has no fake samples" in " ".join(refused.output.split())
+    assert not list((tmp_path / "strict").glob("*/*.tar"))  # refused at planning, before any shard
+
+
+def test_progress_advances_per_batch_and_the_timeline_shows_shards_and_batches(
+    tmp_path: Path, build_corpus: Callable[..., Path]
+) -> None:
+    seen: list[tuple[int, int]] = []
+    timeline = tmp_path / "timeline.json"
+    out = build_corpus(
+        tmp_path, tiny_spec(), progress=lambda samples, shards: seen.append((samples, shards)), timeline=timeline
+    )
+    shards = len(shard_hashes(out))
+    assert seen[-1] == (28, shards)
+    assert [samples for samples, _ in seen] == sorted(samples for samples, _ in seen)
+    assert any(samples > 0 and done == 0 for samples, done in seen)  # a batch counted before any shard finished
+    events = [event for event in json.loads(timeline.read_text()) if event.get("ph") == "X"]
+    batches = [event for event in events if event["name"] == "batch tiny-sd"]
+    assert sum(event["args"]["jobs"] for event in batches) == 12  # every fake, in planned batches
+    assert len(seen) >= shards + len(batches)  # a report per batch and per shard
+    names = [event["name"] for event in events]
+    assert "plan" in names and "finalize" in names
+    assert sorted(name for name in names if name.startswith("shard ")) == sorted(
+        f"shard {p}" for p in shard_hashes(out)
+    )
+
+
+def test_auto_builds_small_specs_in_process_and_large_ones_on_ray() -> None:
+    from forgeset.builders.executors import LocalExecutor, RayExecutor, choose_executor
+    from forgeset.builders.spec import load_spec
+    from tests.conftest import SPECS
+
+    quickstart = load_spec(SPECS / "quickstart.yaml").spec
+    assert isinstance(choose_executor(quickstart, workers=2), LocalExecutor)
+    large = quickstart.model_copy(update={"generate": [quickstart.generate[0].model_copy(update={"count": 10_000})]})
+    assert isinstance(choose_executor(large, workers=2), RayExecutor)
+    assert isinstance(choose_executor(large, workers=1), LocalExecutor)  # one worker: nothing to parallelize
+    assert isinstance(choose_executor(quickstart, workers=2, address="auto"), RayExecutor)  # a cluster asked for

@@ -88,7 +88,7 @@ class LocalExecutor(Executor):
                 except Exception as err:  # named like the Ray executor's failures
                     raise ShardFailed(f"shard {ref.path} failed: {type(err).__name__}: {err}") from err
                 self._span(f"shard {ref.path}", "shards", shard_start)
-                if on_batch:
+                if on_batch and ref.count > model_jobs:
                     on_batch(ref.count - model_jobs)
                 on_done(summary)
         finally:

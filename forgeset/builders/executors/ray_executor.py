@@ -154,7 +154,9 @@ class RayExecutor(Executor):
         handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             ray.init(
-                address=self.address,
+                # "local": a new cluster of our own, never one found through RAY_ADDRESS or the
+                # /tmp/ray/ray_current_cluster file another process's `ray start` left behind.
+                address=self.address or "local",
                 num_cpus=None if self.address else self.workers,
                 include_dashboard=False,
                 log_to_driver=False,
@@ -276,6 +278,7 @@ class RayExecutor(Executor):
                 if done in self._ready:
                     number, created = self._ready.pop(done)
                     self._span(f"host {number} start-up", f"host {number}", created)
+                    host_free_at[number] = max(host_free_at.get(number, 0.0), time.time())
                 elif done in owner:
                     entry = inflight[owner.pop(done)]
                     jobs = entry.batches.pop(done)
@@ -317,7 +320,7 @@ class RayExecutor(Executor):
                 raise cause from None  # disk full, a file-size limit: the caller says what to do
             raise ShardFailed(f"shard {entry.ref.path} failed: {type(cause).__name__}: {cause}") from err
         self._span(f"shard {entry.ref.path}", f"window slot {entry.slot}", entry.started)
-        if on_batch:
+        if on_batch and entry.ref.count > entry.reported:
             on_batch(entry.ref.count - entry.reported)
         on_done(summary)
 

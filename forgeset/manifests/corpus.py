@@ -36,8 +36,7 @@ from forgeset.manifests import layout
 from forgeset.manifests.index import SELF_HASH_FIELD, VOUCHED_FILES, index_content_sha256
 from forgeset.manifests.layout import CorpusError
 from forgeset.manifests.schema import FORMAT_VERSION, LABELS, MANIFEST_SCHEMA, REJECTS_SCHEMA, member_fields
-from forgeset.manifests.shard_reader import read_members
-from forgeset.manifests.shard_writer import file_sha256
+from forgeset.manifests.shard_reader import file_sha256, read_members
 
 _SHA256 = r"^[0-9a-f]{64}$"
 # The kind of a sample that no generator made (a real input, or a degraded copy of one).

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,7 +32,10 @@ from forgeset.core.faults import checkpoint
 from forgeset.manifests.bias_probe import LEAKAGE_COLUMNS, PROBE_COLUMNS, bias_probe, leakage
 from forgeset.manifests.layout import MANIFEST_NAME, REJECTS_NAME, RESOLVED_SPEC_NAME, Layout
 from forgeset.manifests.schema import FORMAT_VERSION, MANIFEST_SCHEMA, REJECTS_SCHEMA
-from forgeset.manifests.shard_writer import ShardMarker, file_sha256, read_marker
+from forgeset.manifests.shard_reader import file_sha256
+
+if TYPE_CHECKING:
+    from forgeset.manifests.shard_writer import ShardMarker
 
 # The files besides the shards that index.json vouches for.
 VOUCHED_FILES = (MANIFEST_NAME, REJECTS_NAME, RESOLVED_SPEC_NAME)
@@ -126,18 +129,33 @@ class ManifestTally:
         self._lineage: list[pa.Table] = []
         self._probe: list[pa.Table] = []
         self._probe_held = 0
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._reduced = 0
 
     def add(self, table: pa.Table) -> None:
         """Fold in the next rows (manifest order), which hold at least TALLY_COLUMNS."""
+        self._pending.append(table.select(list(TALLY_COLUMNS)))
+        self._pending_rows += table.num_rows
+        self.samples += table.num_rows
+        if self._pending_rows >= ROW_GROUP_ROWS:
+            self._reduce()
+
+    def _reduce(self) -> None:
+        """Reduce the queued rows; one group-by per ROW_GROUP_ROWS rows, not per (small) shard."""
+        if not self._pending:
+            return
+        table = pa.concat_tables(self._pending)
+        self._pending, self._pending_rows = [], 0
         grouped = table.group_by(list(COUNT_COLUMNS)).aggregate([([], "count_all")])
         for row in grouped.to_pylist():
             self._counts[tuple(row[name] for name in COUNT_COLUMNS)] += row["count_all"]
         self._lineage.append(table.select(list(LEAKAGE_COLUMNS)))
-        position = pa.array(range(self.samples, self.samples + table.num_rows), pa.int64())
+        position = pa.array(range(self._reduced, self._reduced + table.num_rows), pa.int64())
         probe = table.select(list(dict.fromkeys((*PROBE_COLUMNS, "sha256", "key"))))
         self._probe.append(probe.append_column(_POSITION, position))
         self._probe_held += table.num_rows
-        self.samples += table.num_rows
+        self._reduced += table.num_rows
         if self._probe_held > 2 * self.probe_rows:
             self._shrink_probe()
 
@@ -149,11 +167,13 @@ class ManifestTally:
 
     def counts(self) -> dict[str, Any]:
         """Sample counts overall and per split, by label, kind and generator (index.json `counts`)."""
+        self._reduce()
         splits = sorted({key[0] for key in self._counts})
         return {"all": _tally(self._counts, None), "splits": {s: _tally(self._counts, s) for s in splits}}
 
     def lineage(self) -> pa.Table:
         """Key, split, parent and image hash of every row seen."""
+        self._reduce()
         if not self._lineage:
             return MANIFEST_SCHEMA.empty_table().select(list(LEAKAGE_COLUMNS))
         return pa.concat_tables(self._lineage)
@@ -174,6 +194,7 @@ class ManifestTally:
 
     def bias_probe(self) -> dict[str, Any]:
         """index.json `bias_probe`: fitted on the sample, in manifest order; says so when sampled."""
+        self._reduce()
         if not self._probe:
             return bias_probe(MANIFEST_SCHEMA.empty_table().select(list(PROBE_COLUMNS)))
         self._shrink_probe()
@@ -229,6 +250,9 @@ def _read_rows(path: Path, schema: pa.Schema) -> pa.Table:
 
 
 def _read_state(state: Path) -> tuple[ShardMarker, pa.Table, pa.Table]:
+    # Imported here: shard_writer imports webdataset (and torch), which readers of a corpus never need.
+    from forgeset.manifests.shard_writer import read_marker
+
     marker = read_marker(state)
     if marker is None:
         raise FileNotFoundError(f"{Layout.marker_file(state)} is missing: shard not finished")
@@ -284,7 +308,7 @@ def finalize(
             )
             manifest.write(rows)
             rejects.write(shard_rejects)
-            tally.add(rows.select(list(TALLY_COLUMNS)))
+            tally.add(rows)
     finally:
         manifest.close()
         rejects.close()

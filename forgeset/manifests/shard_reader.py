@@ -1,7 +1,11 @@
-"""Read a shard back: the one place that turns tar members into (key, extension, bytes)."""
+"""Read a corpus file back: tar members as (key, extension, bytes), and a file's sha256.
+
+Imports nothing heavy (no webdataset, hence no torch): verify's worker processes start fast.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,3 +33,9 @@ def read_samples(path: Path) -> dict[str, dict[str, bytes]]:
     for key, ext, data in read_members(path):
         samples.setdefault(key, {})[ext] = data
     return samples
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file (hashlib reads it in large blocks, without holding it in memory)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()

@@ -33,7 +33,7 @@ from forgeset.manifests import layout
 from forgeset.manifests.corpus import Corpus, CorpusError, CorpusSample, IndexShard
 from forgeset.manifests.index import TALLY_COLUMNS, VOUCHED_FILES, ManifestTally
 from forgeset.manifests.schema import LABELS
-from forgeset.manifests.shard_writer import file_sha256
+from forgeset.manifests.shard_reader import file_sha256
 
 
 class CorpusInvalid(CorpusError):
@@ -130,6 +130,9 @@ def _check_shard(corpus: Corpus, entry: IndexShard, sizes: set[int], hash_only: 
     return count
 
 
+# A worker process costs seconds to start (imports): each gets at least this many shard bytes.
+MIN_BYTES_PER_WORKER = 64 << 20
+
 # A worker process's view of the corpus, set once per process by _start_worker.
 _worker_corpus: Corpus | None = None
 
@@ -148,10 +151,14 @@ def _check_shard_in_worker(entry: IndexShard, sizes: set[int], hash_only: bool) 
 def _check_shards(
     corpus: Corpus, sizes: set[int], hash_only: bool, jobs: int, progress: Callable[[int], None] | None
 ) -> int:
-    """Check every listed shard, `jobs` at a time; the first problem in shard order is raised."""
+    """Check every listed shard, `jobs` at a time; the first problem in shard order is raised.
+
+    Fewer workers are started when the shards are too small to pay for their start-up.
+    """
     shards = corpus.index.shards
     seen = 0
-    if jobs <= 1 or len(shards) <= 1:
+    jobs = min(jobs, len(shards), max(1, sum(entry.bytes for entry in shards) // MIN_BYTES_PER_WORKER))
+    if jobs <= 1:
         for entry in shards:
             count = _check_shard(corpus, entry, sizes, hash_only)
             seen += count
@@ -160,9 +167,7 @@ def _check_shards(
         return seen
     # spawn, not fork: the caller may hold threads (Arrow's pools, Ray) that a forked child would inherit stuck.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        min(jobs, len(shards)), mp_context=context, initializer=_start_worker, initargs=(corpus,)
-    ) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(corpus,)) as pool:
         futures: list[Future[int]] = [pool.submit(_check_shard_in_worker, entry, sizes, hash_only) for entry in shards]
         try:
             for future in futures:

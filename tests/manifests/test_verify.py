@@ -190,6 +190,15 @@ def test_an_unlisted_tar_is_reported_and_strict_fails_on_it(corpus_copy: Path) -
     )
 
 
+@pytest.fixture
+def small_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start worker processes for the tiny corpus too (verify otherwise checks it in one process)."""
+    from forgeset.manifests import verify
+
+    monkeypatch.setattr(verify, "MIN_BYTES_PER_WORKER", 1)
+
+
+@pytest.mark.usefixtures("small_workers")
 def test_parallel_verify_names_the_tar_with_a_flipped_byte(corpus_copy: Path) -> None:
     target = corpus_copy / "train" / "00002.tar"
     data = bytearray(target.read_bytes())
@@ -200,6 +209,7 @@ def test_parallel_verify_names_the_tar_with_a_flipped_byte(corpus_copy: Path) ->
     assert result.exit_code == 1 and "train/00002.tar: sha256 differs from index.json" in output, output
 
 
+@pytest.mark.usefixtures("small_workers")
 def test_parallel_verify_reports_the_first_bad_shard_in_shard_order(corpus_copy: Path) -> None:
     from forgeset.manifests.verify import CorpusInvalid, verify_corpus
 
@@ -209,6 +219,7 @@ def test_parallel_verify_reports_the_first_bad_shard_in_shard_order(corpus_copy:
         verify_corpus(corpus_copy, jobs=2)
 
 
+@pytest.mark.usefixtures("small_workers")
 def test_parallel_and_serial_verify_give_the_same_totals(tiny_corpus: Path) -> None:
     from forgeset.manifests.verify import verify_corpus
 
@@ -220,6 +231,7 @@ def test_parallel_and_serial_verify_give_the_same_totals(tiny_corpus: Path) -> N
     assert serial["bytes"] == sum(p.stat().st_size for p in tiny_corpus.glob("*/*.tar"))
 
 
+@pytest.mark.usefixtures("small_workers")
 def test_hash_only_checks_bytes_and_decodes_nothing(corpus_copy: Path) -> None:
     result = CliRunner().invoke(app, ["verify", "--hash-only", str(corpus_copy)])
     assert result.exit_code == 0
@@ -242,10 +254,11 @@ def test_hash_only_checks_bytes_and_decodes_nothing(corpus_copy: Path) -> None:
 
 def test_each_vouched_file_is_hashed_once(tiny_corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from forgeset.manifests import corpus as corpus_module
+    from forgeset.manifests import shard_reader
     from forgeset.manifests import verify as verify_module
 
     hashed: list[str] = []
-    real = corpus_module.file_sha256
+    real = shard_reader.file_sha256
 
     def counting(path: Path) -> str:
         hashed.append(path.relative_to(tiny_corpus).as_posix())

@@ -90,7 +90,7 @@ def read_shard_marker(storage: Storage, split: str, index: int) -> ShardMarker |
 
 
 def _relative_state(split: str, index: int) -> Path:
-    """A shard's state stem relative to OUT, e.g. .forgeset/shards/train-00003."""
+    """A shard's state stem relative to OUT (`Layout.shard_state` under an empty root)."""
     return Layout(Path()).shard_state(split, index)
 
 
@@ -108,7 +108,7 @@ class ShardWriter:
         self.relative_path = shard_path(split, index)
         relative_state = _relative_state(split, index)
         self.state_relative = relative_state.as_posix()
-        """The shard's state stem relative to OUT (.forgeset/shards/SPLIT-NNNNN)."""
+        """The shard's state stem relative to OUT, as a POSIX name."""
         self.state = self.storage.local_path(self.state_relative) if self.storage.is_local else relative_state
         """The state stem as a local path (relative to OUT when the corpus is not local)."""
 

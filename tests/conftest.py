@@ -38,7 +38,7 @@ def tiny_spec(**overrides: Any) -> dict[str, Any]:
         "name": "tiny",
         "seed": 7,
         "image": {"size": 32},
-        "shards": {"size": 6},
+        "shards": {"size": 6, "min_per_split": 1},  # 6 shards (4/1/1): few Ray tasks per tiny build
         "real": [{"type": "bundled", "tile": 64, "max_tiles": 2, "photos": ALL_PHOTOS}],
         "prompts": {"type": "templates", "classes": ["cat", "dog", "car"]},
         "generate": [

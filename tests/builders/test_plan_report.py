@@ -12,7 +12,7 @@ from tests.conftest import SPECS, tiny_spec
 
 
 def test_summary_counts_splits_generators_and_shards(monkeypatch) -> None:
-    plan = plan_build(parse_spec(tiny_spec()), Path("."))
+    plan = plan_build(parse_spec(tiny_spec(shards={"size": 6, "min_per_split": 8})), Path("."))
     monkeypatch.setattr(planner, "_materialize", None)  # the summary must not materialize any shard
     summary = summarize_plan(plan)
     assert (summary["samples"], summary["shards"]) == (28, 14)
@@ -46,7 +46,8 @@ def test_rendered_plan_names_splits_stages_and_shards() -> None:
     from forgeset.builders.plan_report import render_plan
 
     console = Console(record=True, width=200)
-    render_plan(summarize_plan(plan_build(parse_spec(tiny_spec()), Path("."))), console)
+    spec = parse_spec(tiny_spec(shards={"size": 6, "min_per_split": 8}))
+    render_plan(summarize_plan(plan_build(spec, Path("."))), console)
     text = console.export_text()
     assert "tiny: 28 samples in 14 shards" in text
     assert "train │ 22      │ 8      │ 2/3/3" in text and "bundled 12, tiny-sd 10" in text

@@ -44,7 +44,7 @@ def test_plan_is_deterministic_and_keys_have_no_dots() -> None:
 
 
 def test_counts_per_split_and_shard_are_exact() -> None:
-    plan = _plan()
+    plan = _plan(shards={"size": 6, "min_per_split": 8})
     # 16 reals and 12 fakes dealt 0.8/0.1/0.1 per stratum: 12/2/2 and 10/1/1.
     assert plan.counts == {"train": 22, "val": 3, "test": 3, "test_ood": 0}
     assert plan.split_stage_counts["train"] == {"bundled": 12, "tiny-sd": 10}
@@ -61,7 +61,7 @@ def test_counts_per_split_and_shard_are_exact() -> None:
 
 
 def test_shards_hold_one_split_in_key_order_and_respect_the_size() -> None:
-    plan = _plan(shards={"size": 6, "min_per_split": 1})
+    plan = _plan()  # tiny_spec: shards of 6, min_per_split 1
     assert Counter(ref.split for ref in plan.shards) == {"train": 4, "val": 1, "test": 1}
     assert [ref.count for ref in plan.shards] == [6, 5, 6, 5, 3, 3]
     for shard in _shards(plan):

@@ -91,8 +91,9 @@ def _matrix_figure(matrix: dict[str, dict[str, float | None]], detector: str) ->
     axis.set_yticks(range(len(rows)), row_labels, fontsize=8)
     for i in range(len(rows)):
         for j in range(len(cols)):
-            text = "n/a" if np.isnan(values[i, j]) else f"{values[i, j]:.2f}"
-            axis.text(j, i, text, ha="center", va="center", fontsize=7, color="w")
+            missing = bool(np.isnan(values[i, j]))
+            text = "n/a" if missing else f"{values[i, j]:.2f}"
+            axis.text(j, i, text, ha="center", va="center", fontsize=8, color="k" if missing else "w")
     axis.set(xlabel="tested on", ylabel="trained on", title=_label(f"cross-generator AUC ({detector})"))
     figure.colorbar(image, ax=axis, fraction=0.05)
     return _png(figure)
@@ -140,7 +141,7 @@ def _robustness_figure(results: dict[str, Any]) -> str | None:
                         textcoords="offset points",
                         xytext=(0, 6),
                         ha="center",
-                        fontsize=6,
+                        fontsize=7,
                         color=color,
                     )
             if robustness.get("clean_accuracy") is not None:
@@ -154,9 +155,22 @@ def _robustness_figure(results: dict[str, Any]) -> str | None:
         axis.set_xticks(range(len(levels)), [_label(v) for v in levels], fontsize=8)
         axis.set_xlim(-0.5, len(levels) - 0.5)
         axis.set(title=_label(op), xlabel="level (first parameter)", ylabel="accuracy at 0.5", ylim=(0, 1.1))
-        if axis.get_legend_handles_labels()[0]:
-            axis.legend(fontsize=6, loc="lower left")
+    # One legend below the panels, each label once (a panel may lack a detector's curve).
+    legend: dict[str, Any] = {}
+    for axis in axes[0]:
+        handles, labels = axis.get_legend_handles_labels()
+        legend.update({label: handle for handle, label in zip(handles, labels, strict=True) if label not in legend})
     figure.tight_layout()
+    if legend:
+        figure.legend(
+            list(legend.values()),
+            list(legend),
+            loc="upper center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=min(4, len(legend)),
+            fontsize=8,
+            frameon=False,
+        )
     return _png(figure)
 
 

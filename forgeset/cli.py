@@ -602,6 +602,10 @@ def curate(
     port: Annotated[int, typer.Option("--port", help="App port")] = 5151,
 ) -> None:
     """Import a corpus into FiftyOne (brain runs, saved views), or `curate sync OUT` to save tags back."""
+    import time
+
+    from rich.progress import MofNCompleteColumn, Progress
+
     from forgeset.annotate.curation import CurationError, import_corpus, sync_curation
     from forgeset.manifests.corpus import CorpusError
     from forgeset.manifests.layout import Layout
@@ -614,15 +618,31 @@ def curate(
             _say(f"[green]wrote[/] {table.num_rows} decisions to {{}}", Layout(second).curation)
             return
         out = Path(first)
-        dataset = import_corpus(out, name, media)
+        started = time.monotonic()
+        # A bar on a terminal; elsewhere only the summary line below.
+        with Progress(
+            *Progress.get_default_columns(),
+            MofNCompleteColumn(),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
+        ) as bar:
+            task = bar.add_task("importing", total=None)
+            dataset = import_corpus(
+                out,
+                name,
+                media,
+                progress=lambda phase, done, total: bar.update(task, description=phase, completed=done, total=total),
+            )
+        seconds = time.monotonic() - started
     except CorpusError as err:
         raise _corpus_refused(err) from None
     except CurationError as err:
         raise _fail(str(err), 1) from None
     _say(
-        f"[green]imported[/] {len(dataset)} samples into FiftyOne dataset {{}}; saved views: {{}}",
+        f"[green]imported[/] {len(dataset)} samples in {seconds:.1f} s into FiftyOne dataset {{}}; saved views: {{}}",
         repr(dataset.name),
-        ", ".join(dataset.list_saved_views()),
+        ", ".join(f"{view} ({len(dataset.load_saved_view(view))})" for view in dataset.list_saved_views()),
     )
     if launch:
         import fiftyone as fo
@@ -663,6 +683,10 @@ def main() -> None:
     # Past a file-size limit (ulimit -f) the kernel sends SIGXFSZ, which kills the process silently;
     # ignored, the write fails with EFBIG and the build reports it like a full disk.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    # Before FiftyOne is imported: its bundled mongod is older than FiftyOne's version check asks
+    # for (a warning on every command), and no telemetry; a user's own setting wins.
+    os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
+    os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
     app()
 
 

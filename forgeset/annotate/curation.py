@@ -7,9 +7,14 @@ verifiable corpus whose index names what it was derived from.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
+import io
+import logging
 from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,21 @@ class CurationError(Exception):
     """FiftyOne is missing, its database cannot start, or the corpus/dataset is not as expected."""
 
 
+# Samples per add_samples call: FiftyOne's per-call cost (schema checks, a round trip per batch)
+# is amortised, while encoded images and decoded detector inputs stay bounded in memory.
+IMPORT_BATCH = 512
+DETECTOR_BATCH = 128
+# A near-duplicate is a pair NEAR_DUPLICATE_RATIO times closer than a typical sample is to its
+# nearest unrelated neighbour (another lineage group), and never looser than NEAR_DUPLICATE_CAP:
+# a fixed threshold suits one embedding and floods another (detector features cluster tightly).
+NEAR_DUPLICATE_RATIO = 0.1
+NEAR_DUPLICATE_CAP = 0.05
+FIELDS = ("key", "split", "kind", "generator", "model", "prompt", "seed", "parent_key", "ops", "sha256", "perturbation")
+
+# (phase, samples done, samples in all): called after each imported batch and each brain run.
+ImportProgress = Callable[[str, int, int], None]
+
+
 def _fiftyone() -> Any:
     try:
         import fiftyone as fo
@@ -36,124 +56,279 @@ def _fiftyone() -> Any:
     return fo
 
 
-def _extract_media(corpus: Corpus, media: Path) -> dict[str, dict[str, Path]]:
-    """Write each image and mask member once (idempotent); return key -> {"image", "mask"} paths."""
-    paths: dict[str, dict[str, Path]] = {}
-    for sample in corpus.iter_samples():
-        for member, role in ((sample.image_member, "image"), (layout.MASK_MEMBER, "mask")):
-            data = sample.members.get(member)
-            if data is None:
-                continue
-            target = layout.media_path(media, sample.split, sample.key, member)
-            if not target.exists() or target.stat().st_size != len(data):
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)
-            paths.setdefault(sample.key, {})[role] = target
-    return paths
+def _write_media(media: Path, split: str, key: str, member: str, data: bytes) -> Path:
+    """Write one member under `media` unless the same-sized file is there (re-imports are cheap)."""
+    target = layout.media_path(media, split, key, member)
+    if not target.exists() or target.stat().st_size != len(data):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    return target
 
 
-def _thumbnails(paths: list[Path]) -> np.ndarray:
-    """16 x 16 grey thumbnails, centred and L2-normalised: content embeddings when no detector ran."""
+def _thumbnail(data: bytes) -> np.ndarray:
+    """A 16 x 16 grey thumbnail, centred and L2-normalised: the content embedding when no detector ran."""
     from PIL import Image
 
-    vectors = np.stack([np.asarray(Image.open(p).convert("L").resize((16, 16)), dtype=float).ravel() for p in paths])
-    vectors -= vectors.mean(axis=1, keepdims=True)
-    return vectors / (np.linalg.norm(vectors, axis=1, keepdims=True) + 1e-8)
+    vector = np.asarray(Image.open(io.BytesIO(data)).convert("L").resize((16, 16)), dtype=float).ravel()
+    vector -= vector.mean()
+    return vector / (np.linalg.norm(vector) + 1e-8)
 
 
-def _detector_outputs(corpus: Corpus) -> tuple[dict[str, dict[str, float]], str | None, dict[str, np.ndarray]]:
-    """For each checkpoint `validate` left: P(fake) per key; plus one detector's features per key."""
+def _detector_input(data: bytes, size: int) -> np.ndarray:
+    """The image as validate's loader gives it to detectors (RGB, resized only when off-size)."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(data)).convert("RGB")
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(image)
+
+
+def _load_detectors(corpus: Corpus) -> list[tuple[str, Any]]:
+    """The detectors `validate` left checkpoints for, the preferred source of embeddings first."""
     checkpoints = {p.stem: p for p in sorted(corpus.layout.checkpoints.glob("*.safetensors"))}
     if not checkpoints:
-        return {}, None, {}
+        return []
     from forgeset.detectors import load_detector
     from forgeset.detectors.base import by_embedding_preference
-    from forgeset.detectors.data import load_corpus
 
-    data = load_corpus(corpus)
-    scores: dict[str, dict[str, float]] = {}
-    chosen: str | None = None
-    features: dict[str, np.ndarray] = {}
+    loaded = []
     for name in by_embedding_preference(list(checkpoints)):
         try:
-            detector = load_detector(checkpoints[name])
+            loaded.append((name, load_detector(checkpoints[name])))
         except Exception:  # a backbone detector whose weights are not here: skip, import the rest
             continue
-        for split in data.values():
-            for row, score in zip(split.rows, detector.scores(split.images), strict=True):
-                scores.setdefault(name, {})[row["key"]] = float(score)
-            if chosen in (None, name):
-                features.update(zip((r["key"] for r in split.rows), detector.embeddings(split.images), strict=True))
-        chosen = chosen or name
-    return scores, chosen, features
+    return loaded
 
 
-def import_corpus(out_dir: Path, name: str | None = None, media: Path | None = None) -> Any:
-    """Create or update the persistent FiftyOne dataset of `out_dir`, with brain runs and saved views."""
-    fo = _fiftyone()
-    import fiftyone.brain as fob
-    from fiftyone import ViewField as F
+@dataclass
+class _Pending:
+    """Samples read from the shards and written to media, waiting for one add_samples call."""
 
-    corpus = Corpus.open(out_dir)
-    rows = corpus.rows
-    paths = _extract_media(corpus, media or corpus.layout.media)
-    predictions, embedder, features = _detector_outputs(corpus)
-    samples = []
-    for row in rows:
-        sample = fo.Sample(filepath=str(paths[row["key"]]["image"]), tags=[row["split"]])
-        sample["ground_truth"] = fo.Classification(label=row["label"])
-        for field in (
-            "key",
-            "split",
-            "kind",
-            "generator",
-            "model",
-            "prompt",
-            "seed",
-            "parent_key",
-            "ops",
-            "sha256",
-            "perturbation",
-        ):
-            sample[field] = row.get(field)
-        if "mask" in paths[row["key"]]:
-            sample["mask"] = fo.Segmentation(mask_path=str(paths[row["key"]]["mask"]))
-        for detector, scores in predictions.items():
-            score = scores[row["key"]]
-            sample[f"pred_{detector}"] = fo.Classification(
-                label="fake" if score >= 0.5 else "real",
-                confidence=max(score, 1 - score),
-                logits=[float(np.log(1 - score + 1e-8)), float(np.log(score + 1e-8))],
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    images: list[Path] = field(default_factory=list)
+    masks: list[Path | None] = field(default_factory=list)
+    encoded: list[bytes] = field(default_factory=list)
+
+
+@dataclass
+class Embeddings:
+    """Per-key vectors for the brain runs, gathered while importing."""
+
+    thumbnails: dict[str, np.ndarray] = field(default_factory=dict)
+    """Content (16 x 16 grey): near-duplicates and split leaks are questions about what an image shows."""
+    features: dict[str, np.ndarray] = field(default_factory=dict)
+    """The preferred detector's features (empty before `validate`): uniqueness and the embedding map."""
+
+
+class _Importer:
+    """Streams a corpus into a dataset: each shard read once, media written, samples added in batches."""
+
+    def __init__(self, fo: Any, corpus: Corpus, dataset: Any, media: Path, progress: ImportProgress | None) -> None:
+        self.fo, self.corpus, self.dataset, self.media, self.progress = fo, corpus, dataset, media, progress
+        self.detectors = _load_detectors(corpus)
+        self.existing = set(dataset.values("key")) if len(dataset) else set()
+        self.embeddings = Embeddings()
+        self.done = 0
+
+    def run(self) -> Embeddings:
+        """Import every sample; return each key's thumbnail and detector features."""
+        pending = _Pending()
+        for sample in self.corpus.iter_samples():
+            pending.rows.append(sample.row)
+            pending.images.append(_write_media(self.media, sample.split, sample.key, sample.image_member, sample.image))
+            mask = sample.mask
+            pending.masks.append(
+                None if mask is None else _write_media(self.media, sample.split, sample.key, layout.MASK_MEMBER, mask)
             )
-        samples.append(sample)
-    name = name or corpus.name
+            if self.detectors:
+                pending.encoded.append(sample.image)
+            self.embeddings.thumbnails[sample.key] = _thumbnail(sample.image)
+            if len(pending.rows) >= IMPORT_BATCH:
+                self._flush(pending)
+                pending = _Pending()
+        self._flush(pending)
+        return self.embeddings
+
+    def _predictions(self, pending: _Pending) -> dict[str, np.ndarray]:
+        """P(fake) of each detector for the pending samples; the first detector's features as embeddings."""
+        scores: dict[str, list[np.ndarray]] = {name: [] for name, _ in self.detectors}
+        features = []
+        size = self.corpus.policy.size
+        for start in range(0, len(pending.encoded), DETECTOR_BATCH):
+            images = np.stack([_detector_input(data, size) for data in pending.encoded[start : start + DETECTOR_BATCH]])
+            for name, detector in self.detectors:
+                scores[name].append(detector.scores(images))
+            features.append(self.detectors[0][1].embeddings(images))
+        keys = [row["key"] for row in pending.rows]
+        self.embeddings.features.update(zip(keys, np.concatenate(features), strict=True))
+        return {name: np.concatenate(parts) for name, parts in scores.items()}
+
+    def _flush(self, pending: _Pending) -> None:
+        if not pending.rows:
+            return
+        fo = self.fo
+        predictions = self._predictions(pending) if self.detectors else {}
+        new: list[Any] = []
+        known: list[Any] = []
+        for index, row in enumerate(pending.rows):
+            sample = fo.Sample(filepath=str(pending.images[index]), tags=[row["split"]])
+            sample["ground_truth"] = fo.Classification(label=row["label"])
+            for name in FIELDS:
+                sample[name] = row.get(name)
+            mask = pending.masks[index]
+            if mask is not None:
+                sample["mask"] = fo.Segmentation(mask_path=str(mask))
+            for detector, scores in predictions.items():
+                score = float(scores[index])
+                sample[f"pred_{detector}"] = fo.Classification(
+                    label="fake" if score >= 0.5 else "real",
+                    confidence=max(score, 1 - score),
+                    logits=[float(np.log(1 - score + 1e-8)), float(np.log(score + 1e-8))],
+                )
+            (known if row["key"] in self.existing else new).append(sample)
+        if new:
+            self.dataset.add_samples(new, progress=False)
+        if known:  # a re-import: update fields, keep the tags a curator added
+            self.dataset.merge_samples(known, key_field="key", progress=False)
+        self.done += len(pending.rows)
+        if self.progress:
+            self.progress("importing", self.done, self.corpus.table.num_rows)
+
+
+@contextlib.contextmanager
+def _fiftyone_quiet() -> Iterator[None]:
+    """Hold back FiftyOne's INFO lines ("Computing uniqueness..."): progress is the caller's to show."""
+    _fiftyone()  # importing FiftyOne sets its loggers' level: first import, then lower it
+    from fiftyone.core.logging import get_logging_level, set_logging_level
+
+    level = get_logging_level()
+    set_logging_level(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        set_logging_level(level)
+
+
+def near_duplicate_threshold(embeddings: np.ndarray, groups: list[str]) -> float:
+    """The cosine distance below which two samples are near-duplicates, calibrated on this corpus.
+
+    Each sample's distance to its nearest neighbour of another lineage group (its own perturbed
+    or inpainted copies are near it by design) gives the typical spacing of distinct images; a
+    pair NEAR_DUPLICATE_RATIO times closer than the median spacing is a near-duplicate.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    codes = np.unique(np.asarray(groups), return_inverse=True)[1]
+    if len(embeddings) < 2 or codes.max() == 0:
+        return 0.0
+    # The distance FiftyOne's brain measures: cosine between embeddings centred on their mean.
+    centred = embeddings - embeddings.mean(axis=0, keepdims=True)
+    neighbours = min(len(embeddings), int(np.bincount(codes).max()) + 1)
+    distances, indices = NearestNeighbors(n_neighbors=neighbours, metric="cosine").fit(centred).kneighbors(centred)
+    other = codes[indices] != codes[:, None]
+    # Every row has a neighbour of another group: k exceeds the largest group.
+    spacing = distances[np.arange(len(embeddings)), other.argmax(axis=1)]
+    return float(min(NEAR_DUPLICATE_CAP, NEAR_DUPLICATE_RATIO * np.median(spacing)))
+
+
+def _near_duplicate_ids(near: Any, group_of_id: dict[str, str]) -> list[str]:
+    """Sample ids of near-duplicate pairs across lineage groups, each sample followed by its duplicates."""
+    ordered: list[str] = []
+    for sample_id, duplicates in near.neighbors_map.items():
+        others = [dup for dup, _ in duplicates if group_of_id[dup] != group_of_id[sample_id]]
+        if others:
+            ordered.extend(i for i in (sample_id, *others) if i not in ordered)
+    return ordered
+
+
+def _open_dataset(fo: Any, name: str, corpus: Corpus) -> Any:
+    """The persistent dataset `name`; refused when it holds samples this corpus does not have."""
     try:
         dataset = fo.load_dataset(name) if fo.dataset_exists(name) else fo.Dataset(name, persistent=True)
     except Exception as err:  # the database could not start
         raise CurationError(f"FiftyOne's database is not available: {err}") from None
-    dataset.merge_samples(samples, key_field="filepath")
-    if embedder:
-        embeddings = np.stack([features[key] for key in dataset.values("key")])
-    else:
-        embeddings = _thumbnails([Path(p) for p in dataset.values("filepath")])
-    dataset.info["embeddings"] = f"{embedder} detector features" if embedder else "16x16 grey thumbnails"
-    dataset.save()
-    fob.compute_uniqueness(dataset, embeddings=embeddings)
-    fob.compute_visualization(dataset, embeddings=embeddings, method="pca", brain_key="thumbnails", progress=False)
-    near = fob.compute_near_duplicates(dataset, threshold=0.05, embeddings=embeddings)
-    dataset.save_view("near-duplicates", near.duplicates_view(), overwrite=True)
-    leaks = fob.compute_leaky_splits(
-        dataset, splits=sorted({r["split"] for r in rows}), threshold=0.05, embeddings=embeddings
+    if len(dataset):
+        stale = set(dataset.values("key")) - set(corpus.table["key"].to_pylist())
+        if stale:
+            raise CurationError(
+                f"FiftyOne dataset {name!r} holds {len(stale)} samples that are not in {corpus.root} "
+                "(another corpus or version): pass --name for a new dataset, or delete that one"
+            )
+    return dataset
+
+
+def import_samples(
+    corpus: Corpus, name: str | None = None, media: Path | None = None, progress: ImportProgress | None = None
+) -> tuple[Any, Embeddings]:
+    """Add (or merge) every sample of `corpus` into its FiftyOne dataset, reading each shard once.
+
+    Images and masks are extracted under `media` (absolute paths, so the dataset opens from any
+    working directory); detectors `validate` left score each sample. Returns the dataset and the
+    embeddings for the brain runs.
+    """
+    fo = _fiftyone()
+    dataset = _open_dataset(fo, name or corpus.name, corpus)
+    importer = _Importer(fo, corpus, dataset, (media or corpus.layout.media).resolve(), progress)
+    embeddings = importer.run()
+    dataset.info["embeddings"] = (
+        f"{importer.detectors[0][0]} detector features" if importer.detectors else "16x16 grey thumbnails"
     )
+    dataset.info["detectors"] = [detector for detector, _ in importer.detectors]
+    dataset.save()
+    return dataset, embeddings
+
+
+def import_corpus(
+    out_dir: Path, name: str | None = None, media: Path | None = None, progress: ImportProgress | None = None
+) -> Any:
+    """Create or update the persistent FiftyOne dataset of `out_dir`, with brain runs and saved views."""
+    corpus = Corpus.open(out_dir)
+    with _fiftyone_quiet():
+        return _import_and_review(corpus, name, media, progress)
+
+
+def _import_and_review(corpus: Corpus, name: str | None, media: Path | None, progress: ImportProgress | None) -> Any:
+    """import_corpus's work: the samples, then the brain runs and the saved views over them."""
+    import fiftyone.brain as fob
+    from fiftyone import ViewField as F
+
+    dataset, embedded = import_samples(corpus, name, media, progress)
+    rows = corpus.rows_by_key
+    total = len(rows)
+
+    def step(phase: str) -> None:
+        if progress:
+            progress(phase, total, total)
+
+    keys = dataset.values("key")
+    content = np.stack([embedded.thumbnails[key] for key in keys])
+    embeddings = np.stack([embedded.features[key] for key in keys]) if embedded.features else content
+    threshold = near_duplicate_threshold(content, [rows[key]["group"] for key in keys])
+    dataset.info["near_duplicate_threshold"] = threshold
+    dataset.save()
+    step("uniqueness")
+    fob.compute_uniqueness(dataset, embeddings=embeddings, progress=False)
+    step("visualization")
+    fob.compute_visualization(dataset, embeddings=embeddings, method="pca", brain_key="thumbnails", progress=False)
+    step("near-duplicates")
+    near = fob.compute_near_duplicates(dataset, threshold=threshold, embeddings=content, progress=False)
+    group_of_id = {i: rows[key]["group"] for i, key in zip(dataset.values("id"), keys, strict=True)}
+    dataset.save_view(
+        "near-duplicates", dataset.select(_near_duplicate_ids(near, group_of_id), ordered=True), overwrite=True
+    )
+    step("split leaks")
+    splits = sorted({row["split"] for row in rows.values()})
+    leaks = fob.compute_leaky_splits(dataset, splits=splits, threshold=threshold, embeddings=content, progress=False)
     dataset.save_view("embedding-leaks", leaks.leaks_view(), overwrite=True)
     splits_by_hash: dict[str, set[str]] = {}
-    for row in rows:
+    for row in rows.values():
         splits_by_hash.setdefault(row["sha256"], set()).add(row["split"])
-    leaked = sorted(h for h, splits in splits_by_hash.items() if len(splits) > 1)
+    leaked = sorted(h for h, found in splits_by_hash.items() if len(found) > 1)
     dataset.save_view("cross-split-leaks", dataset.match(F("sha256").is_in(leaked)), overwrite=True)
-    repeated = sorted(h for h, n in Counter(row["sha256"] for row in rows).items() if n > 1)
+    repeated = sorted(h for h, n in Counter(row["sha256"] for row in rows.values()).items() if n > 1)
     dataset.save_view("exact-duplicates", dataset.match(F("sha256").is_in(repeated)), overwrite=True)
-    for detector in predictions:
+    for detector in dataset.info["detectors"]:
         hard = dataset.match(
             (F("ground_truth.label") == "fake")
             & (F(f"pred_{detector}.label") == "real")

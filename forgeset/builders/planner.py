@@ -136,7 +136,7 @@ class _UnitStage:
 
 
 @dataclass
-class _Layout:
+class _CompactPlan:
     """The compact plan: stages, the group roots of each shard, the other members of each group."""
 
     stages: list[_UnitStage]
@@ -196,7 +196,7 @@ class Plan:
     """Planned model jobs per generator/manipulation name (perturbation children excluded)."""
     split_stage_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per split: base samples per real source, generator and manipulation (children excluded)."""
-    _layout: _Layout | None = field(default=None, repr=False)
+    _compact: _CompactPlan | None = field(default=None, repr=False)
 
     @property
     def total_jobs(self) -> int:
@@ -205,8 +205,8 @@ class Plan:
 
     def shard(self, ref: ShardRef) -> ShardPlan:
         """The jobs of one shard, in key order: deterministic, computed on demand."""
-        assert self._layout is not None
-        return ShardPlan(ref.split, ref.index, tuple(_materialize(self.spec, self._layout, ref)))
+        assert self._compact is not None
+        return ShardPlan(ref.split, ref.index, tuple(_materialize(self.spec, self._compact, ref)))
 
 
 def _prompt_texts(spec: Spec, params: GeneratorParams, base_dir: Path, captions: dict) -> list[PromptItem]:
@@ -485,7 +485,7 @@ def plan_build(spec: Spec, base_dir: Path, state_dir: Path | None = None) -> Pla
         for number, split in enumerate(layout.ALL_SPLITS):
             split_stage_counts[split][stage.name] = int(per_split[number])
     order = np.argsort(member_root, kind="stable")
-    plan_layout = _Layout(
+    compact = _CompactPlan(
         stages=stages,
         starts=np.array([stage.first for stage in stages], np.int64),
         shard_roots=shard_roots,
@@ -506,11 +506,11 @@ def plan_build(spec: Spec, base_dir: Path, state_dir: Path | None = None) -> Pla
         counts=counts,
         stage_counts={stage.name: stage.count for stage in stages if stage.role != "real"},
         split_stage_counts=split_stage_counts,
-        _layout=plan_layout,
+        _compact=compact,
     )
 
 
-def _materialize(spec: Spec, plan: _Layout, ref: ShardRef) -> list[Job]:
+def _materialize(spec: Spec, plan: _CompactPlan, ref: ShardRef) -> list[Job]:
     """The jobs of one shard: base units, then perturbation marks and children, attack children."""
     units, root_of = plan.units(plan.position[(ref.split, ref.index)])
     stage_of = plan.stage_of(units)

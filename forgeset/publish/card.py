@@ -159,6 +159,9 @@ FIELD_DOCS = {
 }
 _FEATURE_TYPES = {"string": "string", "int64": "int64", "double": "float64"}
 BUILTIN_PREFIX = "builtin:"
+OPENCV_PREFIX = "opencv:"
+BUILTIN_LICENSE = "builtin model, random weights"
+OPENCV_LICENSE = "OpenCV algorithm (Apache-2.0), no model weights"
 LICENSE_SECTION = "licenses"
 
 
@@ -199,16 +202,23 @@ def _generator_rows(spec: Spec, corpus: Corpus, counts: dict[str, int]) -> list[
     for stage in spec.stages:
         made = by_generator.get(stage.generator_name, [])
         revisions = _distinct([r["revision"] for r in made]) or ([stage.revision] if stage.revision else [])
-        licenses = _distinct([r["license"] for r in made]) or ([stage.license] if stage.license else [])
-        builtin = str(stage.model or "").startswith(BUILTIN_PREFIX)
-        license_text = ", ".join(md_cell(v) for v in licenses) or "unspecified"
+        # A generator's own outputs record its model's license; an edit (a row with a parent) records the
+        # license of the real it edits, which says nothing about the model.
+        licenses = _distinct([r["license"] for r in made if not r["parent_key"]])
+        licenses = licenses or ([stage.license] if stage.license else [])
+        model = str(stage.model or "")
+        builtin = model.startswith(BUILTIN_PREFIX)
+        default = OPENCV_LICENSE if model.startswith(OPENCV_PREFIX) else "unspecified"
+        license_text = ", ".join(md_cell(v) for v in licenses)
+        if builtin:  # forgeset's own test models: random weights, no third-party terms
+            license_text = f"{license_text} (builtin model, random weights)" if license_text else BUILTIN_LICENSE
         rows.append(
             [
                 md_code(stage.generator_name),
                 md_cell(stage_class(stage).kind),
                 md_code(stage.model),
                 ", ".join(md_code(v) for v in revisions) or "unrecorded",
-                license_text + (" (builtin model, random weights)" if builtin else ""),
+                license_text or default,
                 md_cell(counts.get(stage.generator_name, 0)),
             ]
         )
@@ -446,7 +456,8 @@ def render_card(corpus: Corpus, repo_id: str, tiers: dict[str, int]) -> str:
         "",
         _table(["source", "license", "samples"], _real_license_rows(corpus)),
         "",
-        "Fakes carry the license of the model that made them (the table above).",
+        "Generated fakes carry the license of the model that made them (the table above); edited and laundered "
+        "samples also keep the license of the real they were made from (the `license` field of each sample).",
         "",
         "## One format and size policy for every class",
         "",

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 from forgeset.cli import app
 from forgeset.manifests.layout import Layout
 from forgeset.manifests.schema import MANIFEST_SCHEMA
-from tests.conftest import manifest_rows
+from tests.conftest import manifest_rows, tiny_spec
 from tests.fake_hub import FakeHub
 
 CANARY = "hf_CANARYtokenTHATmustNEVERbeSEEN0123456789"
@@ -234,3 +235,25 @@ def test_an_unreachable_hub_is_one_clear_error(tiny_corpus: Path, tmp_path: Path
     assert result.returncode == 1, text
     assert f"cannot reach the Hub at http://127.0.0.1:{port}" in text and "run the same command again to resume" in text
     assert "Traceback" not in text and CANARY not in text
+
+
+def test_card_licenses_and_degraded_share(build_corpus: Callable[..., Path], tmp_path: Path) -> None:
+    from forgeset.manifests.corpus import Corpus
+    from forgeset.publish.card import render_card
+
+    inpaint = {"type": "inpaint", "name": "telea", "model": "opencv:telea", "count": 6, "mask": {"type": "boxes"}}
+    out = build_corpus(tmp_path / "edit", tiny_spec(manipulate=[inpaint]))
+    body = render_card(Corpus.open(out), "forensics/edit", {}).split("---\n", 2)[2]
+    rows = manifest_rows(out).values()
+    made = [r for r in rows if r["generator"] == "telea"]
+    assert len(made) == 6 and all(r["license"] and r["parent_key"] for r in made)  # each keeps its real's license
+    revision = {r["revision"] for r in made}.pop()
+    opencv = "OpenCV algorithm (Apache-2.0), no model weights"
+    telea = f"| `telea` | inpaint | `opencv:telea` | `{revision}` | {opencv} | 6 |"
+    assert telea in body.splitlines()
+    reals = Counter((r["source"].split(":")[0], r["license"]) for r in rows if r["kind"] == "real")
+    licenses = body.split("## Licenses\n\n", 1)[1].split("\n## ", 1)[0]
+    for (source, license_text), count in reals.items():
+        cell = license_text.replace("(", "\\(").replace(")", "\\)")
+        assert f"| {source} | {cell} | {count} |" in licenses.splitlines()
+    assert "No degraded copies" in body

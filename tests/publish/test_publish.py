@@ -257,3 +257,28 @@ def test_card_licenses_and_degraded_share(build_corpus: Callable[..., Path], tmp
         cell = license_text.replace("(", "\\(").replace(")", "\\)")
         assert f"| {source} | {cell} | {count} |" in licenses.splitlines()
     assert "No degraded copies" in body
+
+
+def test_card_counts_degraded_copies_and_their_share(tiny_corpus: Path, tmp_path: Path) -> None:
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from forgeset.manifests.corpus import Corpus
+    from forgeset.publish.card import render_card
+    from tests.conftest import rehash_index
+
+    out = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, out)
+    table = pq.read_table(Layout(out).manifest)
+    labels = table["label"].to_pylist()
+    marked = [labels.index("real"), labels.index("fake"), len(labels) - 1 - labels[::-1].index("real")]
+    perturbation = [("jpeg" if i in marked else None) for i in range(len(labels))]
+    column = table.schema.get_field_index("perturbation")
+    pq.write_table(table.set_column(column, "perturbation", pa.array(perturbation, pa.string())), Layout(out).manifest)
+    rehash_index(out)
+    body = render_card(Corpus.open(out), "forensics/tiny", {})
+    assert f"3 of {len(labels)} samples ({3 / len(labels):.1%}) are degraded copies" in body
+    section = body.split("## Degraded copies\n\n", 1)[1].split("\n## ", 1)[0].splitlines()
+    assert "| jpeg | fake | 1 |" in section and "| jpeg | real | 2 |" in section

@@ -211,6 +211,12 @@ class Corpus:
         self.layout = layout.Layout(root)
         self.index = index
         self.manifest = manifest
+        self._groups_cache: tuple[tuple[int, ...], pa.Table] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What a worker process receives: the index and manifest map, no loaded rows."""
+        loaded = ("_groups_cache", "table", "rows", "rows_by_key")
+        return {name: value for name, value in self.__dict__.items() if name not in loaded} | {"_groups_cache": None}
 
     @classmethod
     def open(cls, root: Path) -> Corpus:
@@ -306,7 +312,14 @@ class Corpus:
         groups = self.manifest.row_groups.get(shard, ())
         if not groups:
             return MANIFEST_SCHEMA.empty_table()
-        table = self._open_manifest(self.layout.manifest).read_row_groups(list(groups), columns=MANIFEST_SCHEMA.names)
+        # Consecutive shards share row groups (finalize writes whole shards, about 64k rows a group):
+        # the last groups read are kept, so reading every shard in order decodes each group once.
+        cached = self._groups_cache
+        if cached is None or cached[0] != groups:
+            parquet = self._open_manifest(self.layout.manifest)
+            cached = groups, parquet.read_row_groups(list(groups), columns=MANIFEST_SCHEMA.names)
+            self._groups_cache = cached
+        table = cached[1]
         return table.filter(pc.equal(table["shard"], shard))
 
     @cached_property

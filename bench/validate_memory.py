@@ -71,6 +71,7 @@ def _record(key: str, split: str, shard: str, fake: bool, index: int, data: byte
         scheduler_config=None,
         prompt=None,
         prompt_used=None,
+        prompt_base=None,
         seed=index,
         steps=None,
         guidance=None,

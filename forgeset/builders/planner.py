@@ -51,6 +51,7 @@ class Job:
     item: RealItem | None = None
     generator: str | None = None
     prompt: str | None = None
+    prompt_base: str | None = None  # the prompt `prompt` was made from (an expanded prompt's base)
     parent_key: str | None = None
     strength: float | None = None
     perturb: tuple[str, ...] = ()
@@ -209,11 +210,18 @@ class Plan:
         return ShardPlan(ref.split, ref.index, tuple(_materialize(self.spec, self._compact, ref)))
 
 
-def _prompt_texts(spec: Spec, params: GeneratorParams, base_dir: Path, captions: dict) -> list[PromptItem]:
+def _prompt_texts(
+    spec: Spec, params: GeneratorParams, base_dir: Path, captions: dict, state_dir: Path | None, made: dict
+) -> list[PromptItem]:
+    """The stage's prompts; a prompt source shared by several stages runs once (`made`, by its params)."""
     prompt_params = params.prompts or spec.prompts
     if prompt_params is None:
         return []
-    return prompt_sources.get(prompt_params.type)(prompt_params, base_dir).prompts(captions)
+    made_key = prompt_params.model_dump_json()
+    if made_key not in made:
+        source = prompt_sources.get(prompt_params.type)(prompt_params, base_dir, state_dir, spec.seed)
+        made[made_key] = source.prompts(captions)
+    return made[made_key]
 
 
 def _list_sources(spec: Spec, base_dir: Path, state_dir: Path | None) -> dict[str, SourceIndex]:
@@ -266,12 +274,13 @@ def _captions(spec: Spec, stages: list[_UnitStage], sources: dict[str, SourceInd
 
 
 def _members(
-    spec: Spec, base_dir: Path, stages: list[_UnitStage], captions: dict
+    spec: Spec, base_dir: Path, stages: list[_UnitStage], captions: dict, state_dir: Path | None = None
 ) -> tuple[np.ndarray, np.ndarray, dict[str, list[PromptItem]]]:
     """The units that join another's lineage group (caption-paired fakes join their real,
     manipulations their parent) with those roots, in unit order; and each stage's prompts."""
     first_of = {stage.name: stage.first for stage in stages}
     prompts: dict[str, list[PromptItem]] = {}
+    made: dict[str, list[PromptItem]] = {}
     units: list[np.ndarray] = []
     roots: list[np.ndarray] = []
     for stage in stages:
@@ -279,7 +288,11 @@ def _members(
         if stage.role == "generate":
             cls = stage_class(params)
             own = cls.own_prompts(params) if issubclass(cls, Generator) else None
-            items = [PromptItem(text) for text in own] if own else _prompt_texts(spec, params, base_dir, captions)
+            items = (
+                [PromptItem(text) for text in own]
+                if own
+                else _prompt_texts(spec, params, base_dir, captions, state_dir, made)
+            )
             prompts[stage.name] = items
             if items and any(item.pair_key for item in items):
                 paired = np.array(
@@ -290,7 +303,7 @@ def _members(
                 units.append(joined + stage.first)
                 roots.append(chosen[joined])
         elif stage.role == "manipulate":
-            prompts[stage.name] = _prompt_texts(spec, params, base_dir, captions)
+            prompts[stage.name] = _prompt_texts(spec, params, base_dir, captions, state_dir, made)
             units.append(np.arange(stage.first, stage.first + stage.count, dtype=np.int64))
             roots.append(np.repeat(_parents(spec, stages, stage), stage.count // params.count))
     if not units:
@@ -459,7 +472,7 @@ def plan_build(spec: Spec, base_dir: Path, state_dir: Path | None = None) -> Pla
     sources = _list_sources(spec, base_dir, state_dir)
     stages = _stages(spec, sources)
     total = stages[-1].first + stages[-1].count
-    member_unit, member_root, prompts = _members(spec, base_dir, stages, _captions(spec, stages, sources))
+    member_unit, member_root, prompts = _members(spec, base_dir, stages, _captions(spec, stages, sources), state_dir)
     is_member = np.zeros(total, bool)
     is_member[member_unit] = True
     weight = _children(spec, stages, total) + np.uint8(1)
@@ -531,6 +544,7 @@ def _materialize(spec: Spec, plan: _CompactPlan, ref: ShardRef) -> list[Job]:
             jobs[unit] = Job(key, "real", "real", key, ref.split, source=stage.name, item=items[unit])
         elif stage.role == "generate":
             prompts = plan.prompts[stage.name]
+            prompt = prompts[index % len(prompts)] if prompts else None
             jobs[unit] = Job(
                 key,
                 "fake",
@@ -539,13 +553,15 @@ def _materialize(spec: Spec, plan: _CompactPlan, ref: ShardRef) -> list[Job]:
                 ref.split,
                 seed=sample_seed(spec.seed, key),
                 generator=stage.name,
-                prompt=prompts[index % len(prompts)].text if prompts else None,
+                prompt=prompt.text if prompt else None,
+                prompt_base=prompt.base if prompt else None,
             )
         else:
             parent = jobs[root_of[unit]]  # a real, earlier in unit order
             strengths = stage_class(stage.params).strengths(stage.params)
             prompts = plan.prompts[stage.name]
             caption = parent.item.caption if parent.item else None
+            prompt = None if caption or not prompts else prompts[index % len(prompts)]
             jobs[unit] = Job(
                 key,
                 "fake",
@@ -556,7 +572,8 @@ def _materialize(spec: Spec, plan: _CompactPlan, ref: ShardRef) -> list[Job]:
                 source=parent.source,
                 item=parent.item,
                 generator=stage.name,
-                prompt=caption or (prompts[index % len(prompts)].text if prompts else ""),
+                prompt=caption or (prompt.text if prompt else ""),
+                prompt_base=prompt.base if prompt else None,
                 parent_key=parent.key,
                 strength=strengths[index % len(strengths)],
             )

@@ -78,6 +78,7 @@ def _record(
         scheduler_config=recipe.scheduler_config,
         prompt=job.prompt if job.generator else None,
         prompt_used=output.prompt_used,
+        prompt_base=job.prompt_base if job.generator else None,
         seed=job.seed,
         steps=recipe.steps,
         guidance=recipe.guidance,

@@ -37,6 +37,7 @@ CURATION_NAME = "curation.parquet"
 STATE_DIR = ".forgeset"
 SPEC_HASH_NAME = "spec.sha256"
 SOURCE_INDEX_DIR = "sources"
+PROMPT_CACHE_DIR = "prompts"
 VALIDATION_DIR = "validation"
 MEDIA_DIR = "media"
 MASKS_DIR = "masks"
@@ -266,6 +267,12 @@ def is_product_path(relative: str) -> bool:
 def source_index(state_dir: Path, source: str) -> Path:
     """The listing of real source `source` (parquet) under a build's state folder `state_dir`."""
     return path_inside(state_dir / SOURCE_INDEX_DIR, f"{source}.parquet")
+
+
+def prompt_cache(state_dir: Path, fingerprint: str) -> Path:
+    """Generated prompts (parquet: base, expanded, fallback) kept under a build's state folder
+    `state_dir`, one table per generation setting `fingerprint`, so a resume does not regenerate."""
+    return path_inside(state_dir / PROMPT_CACHE_DIR, f"{fingerprint}.parquet")
 
 
 def media_path(media: Path, split: str, key: str, member: str) -> Path:

@@ -59,6 +59,7 @@ class SampleRecord:
     scheduler_config: str | None
     prompt: str | None
     prompt_used: str | None
+    prompt_base: str | None  # what `prompt` was made from (an expanded prompt's base)
     seed: int | None
     steps: int | None
     guidance: float | None

@@ -1,24 +1,24 @@
 """Builtin tiny random models for the quality metrics (`builtin:tiny-clip`, `builtin:tiny-aesthetic`).
 
-As with the builtin generators (forgeset.generators.builtin), each is built from a config with a
-fixed seed, written once as safetensors into the cache (FORGESET_CACHE, else ~/.cache/forgeset)
-and then loaded through the same path as a real model. They are kept here, not registered among
-the generator builtins, because the generators' builtin list is what `generate` offers.
+As with the builtin generators, each is built from a config with a fixed seed, written once as
+safetensors into the cache (FORGESET_CACHE, else ~/.cache/forgeset) by forgeset.core.builtin_models
+and then loaded through the same path as a real model. They are registered with kind "quality", so
+the generators' builtin list (what `generate` offers) does not show them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
-import os
-import shutil
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from forgeset.generators.builtin import BUILTIN_PREFIX, WEIGHT_SEED, is_builtin
+from forgeset.core.builtin_models import (
+    WEIGHT_SEED,
+    builtin_revision,
+    is_builtin,
+    materialize_builtin,
+    register_builtin_recipe,
+)
 from forgeset.generators.builtin.sd import char_clip_tokenizer
 
 HEAD_FILE = "head.safetensors"
@@ -72,44 +72,19 @@ def _build_tiny_aesthetic(folder: Path) -> None:
     save_file(tensors, str(folder / HEAD_FILE))
 
 
-RECIPES: dict[str, tuple[Callable[[Path], None], dict[str, Any]]] = {
-    "tiny-clip": (_build_tiny_clip, TINY_CLIP),
-    "tiny-aesthetic": (_build_tiny_aesthetic, TINY_AESTHETIC),
-}
+# Their weights depend on torch and transformers only (no diffusers model among them).
+_LIBRARIES = ("torch", "transformers")
+register_builtin_recipe("tiny-clip", "quality", _build_tiny_clip, TINY_CLIP, _LIBRARIES)
+register_builtin_recipe("tiny-aesthetic", "quality", _build_tiny_aesthetic, TINY_AESTHETIC, _LIBRARIES)
 
 
-def _revision(name: str) -> str:
-    import torch
-    import transformers
-
-    versions = {"torch": torch.__version__, "transformers": transformers.__version__}
-    recipe = {"name": name, "seed": WEIGHT_SEED, "config": RECIPES[name][1], "versions": versions}
-    return "recipe-" + hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+def revision(model: str) -> str:
+    """The recorded revision of builtin quality model `model` (its recipe hash)."""
+    return builtin_revision(model, "quality")
 
 
 def resolve_model(model: str) -> str:
     """A Hub id or folder unchanged; a `builtin:` name built once into the cache, as its folder."""
     if not is_builtin(model):
         return model
-    name = model.removeprefix(BUILTIN_PREFIX)
-    if name not in RECIPES:
-        raise KeyError(
-            f"unknown builtin quality model {model!r}; known: {', '.join(BUILTIN_PREFIX + n for n in RECIPES)}"
-        )
-    root = Path(os.environ.get("FORGESET_CACHE") or Path.home() / ".cache" / "forgeset") / "builtin"
-    target = root / f"{name}-{_revision(name)}"
-    if (target / ".complete").exists():
-        return str(target)
-    root.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
-    try:
-        RECIPES[name][0](scratch / "model")
-        (scratch / "model" / ".complete").write_text(target.name)
-        try:
-            os.rename(scratch / "model", target)
-        except OSError:
-            if not (target / ".complete").exists():  # lost a race only if the winner finished
-                raise
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return str(target)
+    return str(materialize_builtin(model, "quality"))

@@ -24,10 +24,12 @@ class PromptSourceParams(StrictModel):
 
 @dataclass(frozen=True)
 class PromptItem:
-    """A prompt; `pair_key` is the real sample whose caption it is (content-paired fakes)."""
+    """A prompt; `pair_key` is the real sample whose caption it is (content-paired fakes); `base` the
+    prompt it was made from when a source rewrote it (an expanded prompt's base prompt)."""
 
     text: str
     pair_key: str | None = None
+    base: str | None = None
 
 
 class PromptSource(ABC):
@@ -35,9 +37,15 @@ class PromptSource(ABC):
 
     Params: ClassVar[type[PromptSourceParams]]
 
-    def __init__(self, params: PromptSourceParams, base_dir: Path) -> None:
+    def __init__(
+        self, params: PromptSourceParams, base_dir: Path, cache_dir: Path | None = None, seed: int = 0
+    ) -> None:
+        """`cache_dir`: OUT's build state, where a source may keep what is costly to recompute (None:
+        plan-only, write nothing); `seed`: the spec's seed, for sources that draw."""
         self.params = params
         self.base_dir = base_dir
+        self.cache_dir = cache_dir
+        self.seed = seed
 
     @abstractmethod
     def prompts(self, captions: dict[str, list[tuple[str, str | None]]]) -> list[PromptItem]:

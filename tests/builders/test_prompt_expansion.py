@@ -165,3 +165,18 @@ def test_a_malformed_base_exits_2_naming_the_field(tmp_path: Path, base: dict[st
     assert result.exit_code == 2, result.output
     assert f"{field}:" in result.output
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("someone/no-such-lm", "'someone/no-such-lm' is neither a local folder nor in the Hugging Face cache"),
+        ("./no-such-folder", "'./no-such-folder' is neither a model folder"),
+    ],
+)
+def test_a_model_that_cannot_load_exits_2_before_out_is_touched(tmp_path: Path, model: str, message: str) -> None:
+    spec_path = write_spec(tmp_path, tiny_spec(prompts=_expand(model=model)))
+    result = CliRunner().invoke(app, ["build", "dataset", "--spec", str(spec_path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2, result.output
+    assert f"prompts.model: {message}" in " ".join(result.output.split())
+    assert not (tmp_path / "out").exists()

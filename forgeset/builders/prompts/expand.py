@@ -164,9 +164,32 @@ class ExpandPrompts(PromptSource):
 
     def check(self) -> list[tuple[str, str]]:
         problems = [(f"base.{field}", message) for field, message in self._base_source().check()]
-        if not is_builtin(self.params.model) and ":" in self.params.model:
-            problems.append(("model", f"{self.params.model!r} is neither a Hub id, a folder nor a builtin model"))
-        return problems
+        problem = self._model_problem()
+        return [*problems, ("model", problem)] if problem else problems
+
+    def _model_problem(self) -> str | None:
+        """Why the model cannot be loaded here (not a folder nor a Hub id, or offline and not cached)."""
+        from huggingface_hub import constants, try_to_load_from_cache
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+        model, revision = self.params.model, self.params.revision
+        if is_builtin(model):
+            return None  # an unknown builtin is refused when the spec is read
+        local = Path(model).expanduser()
+        local = local if local.is_absolute() else self.base_dir / local
+        if local.is_dir():
+            return None
+        try:
+            validate_repo_id(model)
+        except HFValidationError:
+            return f"{model!r} is neither a model folder ({local} is not a folder) nor a Hub id; fix the path"
+        offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+        if not offline or isinstance(try_to_load_from_cache(model, "config.json", revision=revision), str):
+            return None
+        return (
+            f"{model!r} is neither a local folder nor in the Hugging Face cache, and HF_HUB_OFFLINE=1 forbids "
+            f"downloading it; download it first (`huggingface-cli download {model}`) or unset HF_HUB_OFFLINE"
+        )
 
     def fingerprint(self) -> str:
         """What the expansions depend on besides the base text (the cache file's name)."""

@@ -107,6 +107,10 @@ def _level_key(level: str) -> tuple[int, float, str]:
         return (1, 0.0, level)
 
 
+# Robustness panels per row, so that many degradation ops wrap instead of widening the page.
+PANELS_PER_ROW = 3
+
+
 def _robustness_figure(results: dict[str, Any]) -> str | None:
     """Accuracy per degradation level, one panel per op; dashed: each detector's clean accuracy; n per point."""
     import matplotlib.pyplot as plt
@@ -114,9 +118,14 @@ def _robustness_figure(results: dict[str, Any]) -> str | None:
     ops = sorted({op for e in results["detectors"].values() for op in e.get("robustness", {}).get("ops", {})})
     if not ops:
         return None
-    figure, axes = plt.subplots(1, len(ops), figsize=(4.2 * len(ops), 3.6), squeeze=False)
+    columns = min(PANELS_PER_ROW, len(ops))
+    rows = -(-len(ops) // columns)
+    figure, grid = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.6 * rows), squeeze=False)
+    axes = list(grid.flat)
+    for unused in axes[len(ops) :]:
+        unused.set_visible(False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for axis, op in zip(axes[0], ops, strict=True):
+    for axis, op in zip(axes, ops, strict=False):
         levels = sorted(
             {v for e in results["detectors"].values() for v in e.get("robustness", {}).get("ops", {}).get(op, {})},
             key=_level_key,
@@ -157,7 +166,7 @@ def _robustness_figure(results: dict[str, Any]) -> str | None:
         axis.set(title=_label(op), xlabel="level (first parameter)", ylabel="accuracy at 0.5", ylim=(0, 1.1))
     # One legend below the panels, each label once (a panel may lack a detector's curve).
     legend: dict[str, Any] = {}
-    for axis in axes[0]:
+    for axis in axes[: len(ops)]:
         handles, labels = axis.get_legend_handles_labels()
         legend.update({label: handle for handle, label in zip(handles, labels, strict=True) if label not in legend})
     figure.tight_layout()
@@ -280,7 +289,8 @@ def render_report(results: dict[str, Any], title: str) -> str:
     )
     style = (
         "<style>body{font-family:sans-serif;margin:2em;}table{border-collapse:collapse;margin:1em 0;}"
-        "td,th{border:1px solid #ccc;padding:4px 8px;}figure{display:inline-block;margin:1em;}</style>"
+        "td,th{border:1px solid #ccc;padding:4px 8px;}figure{display:inline-block;margin:1em;max-width:100%;}"
+        "img.plot{max-width:100%;}</style>"
     )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{_esc(title)}</title>{style}"

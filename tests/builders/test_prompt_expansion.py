@@ -83,6 +83,24 @@ def test_a_second_plan_reads_the_cache_in_the_state_dir(tmp_path: Path, monkeypa
         _fakes(spec)  # plan-only: no cache, so the model would run
 
 
+def test_only_new_base_prompts_are_expanded_and_the_cache_keeps_the_old_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expanded: list[list[str]] = []
+    original = ExpandPrompts._expand
+
+    def recorded(self: ExpandPrompts, texts: list[str]) -> dict[str, tuple[str, bool]]:
+        expanded.append(texts)
+        return original(self, texts)
+
+    monkeypatch.setattr(ExpandPrompts, "_expand", recorded)
+    cat = _fakes(tiny_spec(prompts=_expand(base={"type": "templates", "classes": ["cat"]})), tmp_path)
+    both = _fakes(tiny_spec(prompts=_expand(base={"type": "templates", "classes": ["cat", "dog"]})), tmp_path)
+    _fakes(tiny_spec(prompts=_expand(base={"type": "templates", "classes": ["dog"]})), tmp_path)
+    assert expanded == [["a photo of a cat"], ["a photo of a dog"]]
+    assert cat["tiny-sd-00000000"].prompt == both["tiny-sd-00000000"].prompt
+
+
 def test_plan_only_writes_nothing_and_a_changed_setting_is_not_served_stale(tmp_path: Path) -> None:
     _fakes(tiny_spec(prompts=_expand()), None)
     assert not list(tmp_path.iterdir())

@@ -209,7 +209,7 @@ class ExpandPrompts(PromptSource):
         if missing:
             known.update(self._expand(missing))
             if path is not None:
-                _write_cache(path, {text: known[text] for text in distinct})
+                _write_cache(path, known)  # earlier entries stay: a spec edited back reuses them
         fallbacks = sum(known[text][1] for text in distinct)
         if fallbacks:
             log.warning("%d of %d base prompts expanded to nothing and are used as they are", fallbacks, len(distinct))

@@ -150,7 +150,8 @@ class ManifestTally:
         grouped = table.group_by(list(COUNT_COLUMNS)).aggregate([([], "count_all")])
         for row in grouped.to_pylist():
             self._counts[tuple(row[name] for name in COUNT_COLUMNS)] += row["count_all"]
-        self._lineage.append(table.select(list(LEAKAGE_COLUMNS)))
+        # Copied into one block per reduce: small per-shard buffers kept alive would pin freed memory.
+        self._lineage.append(table.select(list(LEAKAGE_COLUMNS)).combine_chunks())
         position = pa.array(range(self._reduced, self._reduced + table.num_rows), pa.int64())
         probe = table.select(list(dict.fromkeys((*PROBE_COLUMNS, "sha256", "key"))))
         self._probe.append(probe.append_column(_POSITION, position))

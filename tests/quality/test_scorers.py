@@ -104,3 +104,29 @@ def test_thresholds_and_the_resolved_form() -> None:
 def test_bad_entries_name_the_problem(entry: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         QualityCheck.model_validate(entry)
+
+
+def test_a_laion_shaped_head_with_dropout_gaps_is_applied_linearly(tmp_path: Path) -> None:
+    """LAION's head stores linear layers 0, 2, 4 (dropout in between) and has no activation."""
+    from safetensors.numpy import save_file
+
+    from forgeset.quality.builtin_models import HEAD_FILE
+    from forgeset.quality.clip_embedder import ClipEmbedder
+
+    width = ClipEmbedder("builtin:tiny-clip", None).images(PICTURES[:1]).shape[1]
+    rng = np.random.default_rng(3)
+    shapes = {0: (8, width), 2: (4, 8), 4: (1, 4)}
+    tensors = {}
+    for index, shape in shapes.items():
+        tensors[f"layers.{index}.weight"] = rng.normal(size=shape).astype(np.float32)
+        tensors[f"layers.{index}.bias"] = rng.normal(size=shape[0]).astype(np.float32)
+    save_file(tensors, str(tmp_path / HEAD_FILE))
+    scores = check(metric="aesthetic", model="builtin:tiny-clip", head=str(tmp_path)).build().score(PICTURES)
+    hidden = ClipEmbedder("builtin:tiny-clip", None).images(PICTURES).astype(np.float64)
+    for index in sorted(shapes):
+        hidden = hidden @ tensors[f"layers.{index}.weight"].astype(np.float64).T + tensors[f"layers.{index}.bias"]
+    np.testing.assert_allclose(scores, hidden[:, 0], rtol=1e-6)
+    (tmp_path / HEAD_FILE).unlink()
+    save_file({"layers.0.weight": tensors["layers.0.weight"]}, str(tmp_path / HEAD_FILE))
+    with pytest.raises(ValueError, match=r"must hold layers.N.weight and layers.N.bias"):
+        check(metric="aesthetic", model="builtin:tiny-clip", head=str(tmp_path)).build().setup()

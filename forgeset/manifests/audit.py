@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from forgeset.manifests.corpus import Corpus
+from forgeset.manifests.layout import REALS_FROM
 from forgeset.manifests.schema import LABELS
 
 QUANTILES = (0.05, 0.5, 0.95)
@@ -56,11 +57,16 @@ class _LabelFacts:
 
 
 def missing_classes(counts: dict[str, Any]) -> dict[str, list[str]]:
-    """Per split (and "all"), the labels with no samples; splits where every label has samples are left out."""
+    """Per split (and "all"), the labels with no samples; splits where every label has samples are left out.
+
+    A split that takes its reals from another split by design (test_ood: held-out fakes, evaluated
+    against test's reals) is not missing its reals.
+    """
     tallies = {**counts.get("splits", {}), "all": counts.get("all", {})}
     missing = {}
     for split, tally in tallies.items():
-        absent = [label for label in LABELS if not tally.get("label", {}).get(label)]
+        expected = [label for label in LABELS if not (label == "real" and split in REALS_FROM)]
+        absent = [label for label in expected if not tally.get("label", {}).get(label)]
         if absent:
             missing[split] = absent
     return missing

@@ -34,6 +34,10 @@ def test_missing_classes_per_split_and_overall() -> None:
     }
     assert missing_classes(counts) == {"train": ["fake"], "test": ["fake"], "all": ["fake"]}
     assert missing_classes({"all": {"label": {"real": 1, "fake": 1}}, "splits": {}}) == {}
+    # test_ood holds only held-out fakes by design (its reals are test's): not a missing class.
+    ood = {"all": {"label": {"real": 1, "fake": 2}}, "splits": {"test_ood": {"label": {"fake": 1}}}}
+    assert missing_classes(ood) == {}
+    assert missing_classes({**ood, "splits": {"test_ood": {"label": {}}}}) == {"test_ood": ["fake"]}
 
 
 def test_inspect_says_a_class_has_no_samples(tmp_path: Path, build_corpus: Callable[..., Path]) -> None:

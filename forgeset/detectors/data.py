@@ -92,13 +92,6 @@ def _collate(items: list[tuple[np.ndarray, np.ndarray, int, dict[str, Any]]]) ->
     )
 
 
-def _iterable_dataset() -> type:
-    # torch is imported lazily (the CLI starts without it); the class is built once on first use.
-    from torch.utils.data import IterableDataset
-
-    return IterableDataset
-
-
 class CorpusStream:
     """Samples of some splits of a corpus (optionally filtered by row), decoded shard by shard.
 
@@ -167,7 +160,7 @@ class CorpusStream:
                     sample.member_row,
                 )
 
-    def _mixed(self, items: Iterator[Any], epoch: int, worker: int) -> Iterator[Any]:
+    def mixed(self, items: Iterator[Any], epoch: int, worker: int) -> Iterator[Any]:
         """A seeded shuffle buffer: each item swaps with a random held one once the buffer is full."""
         rng = np.random.default_rng((self.seed, epoch, worker, 1))
         held: list[Any] = []
@@ -183,18 +176,9 @@ class CorpusStream:
 
     def dataset(self, epoch: int) -> Any:
         """The torch IterableDataset of `epoch` (each worker reads its share of the shards)."""
-        stream = self
+        from forgeset.detectors.shard_dataset import ShardDataset
 
-        class Shards(_iterable_dataset()):  # type: ignore[misc]  # a class built at run time
-            def __iter__(self) -> Iterator[Any]:
-                from torch.utils.data import get_worker_info
-
-                info = get_worker_info()
-                worker, count = (info.id, info.num_workers) if info else (0, 1)
-                items = stream.samples(stream.shards(epoch)[worker::count])
-                return stream._mixed(items, epoch, worker) if stream.shuffle else items
-
-        return Shards()
+        return ShardDataset(self, epoch)
 
     def batches(self, batch_size: int, epoch: int = 0) -> Iterator[Batch]:
         """Decoded batches through a torch DataLoader (workers as configured)."""

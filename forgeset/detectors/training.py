@@ -91,7 +91,7 @@ def train_module(
     optimizer = torch.optim.Adam(module.parameters(), lr=params.lr)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     log: list[dict[str, Any]]
-    best_auc, best_state, log = -1.0, None, []
+    best_auc, best_state, log = -float("inf"), None, []
     for epoch in range(params.epochs):
         module.train()
         losses = []

@@ -62,7 +62,22 @@ def test_shuffle_buffer_holds_at_most_its_size(tiny_corpus: Path) -> None:
             read.append(i)
             yield i
 
-    mixed = stream._mixed(counted(), epoch=0, worker=0)
+    mixed = stream.mixed(counted(), epoch=0, worker=0)
     first = next(mixed)
     assert len(read) == 4
     assert sorted([first, *mixed]) == list(range(100))
+
+
+def test_workers_started_by_spawn_read_the_same_samples(tiny_corpus: Path) -> None:
+    """The dataset is importable by name and pickles, so spawn/forkserver workers (macOS, Python 3.14) work."""
+    import pickle
+
+    from torch.utils.data import DataLoader
+
+    from forgeset.detectors.data import _collate
+
+    stream = CorpusStream(Corpus.open(tiny_corpus), ["train"])
+    dataset = pickle.loads(pickle.dumps(stream.dataset(0)))
+    loader = DataLoader(dataset, batch_size=4, collate_fn=_collate, num_workers=2, multiprocessing_context="spawn")
+    spawned = [row["key"] for part in loader for row in part.rows]
+    assert sorted(spawned) == sorted(_keys(stream)) and len(spawned) == len(_keys(stream))

@@ -30,7 +30,7 @@ import forgeset.builders.prompts.file
 import forgeset.builders.prompts.templates
 import forgeset.builders.prompts.tiny_lm  # noqa: F401  (the sources a base may be; builtin:tiny-lm)
 from forgeset.builders.prompts.base import PromptItem, PromptSource, PromptSourceParams, prompt_sources
-from forgeset.core.builtin_models import builtin_names, is_builtin, materialize_builtin
+from forgeset.core.builtin_models import builtin_names, builtin_revision, is_builtin, materialize_builtin
 from forgeset.core.seeds import sample_seed
 from forgeset.manifests import layout
 
@@ -192,9 +192,17 @@ class ExpandPrompts(PromptSource):
         )
 
     def fingerprint(self) -> str:
-        """What the expansions depend on besides the base text (the cache file's name)."""
+        """What the expansions depend on besides the base text (the cache file's name).
+
+        A builtin model's recipe hash (its config and library versions) is part of it, so a library
+        upgrade does not reuse stale expansions; a Hub model is as pinned as `revision` says. The
+        device is left out on purpose: sampled text can differ between CPU and GPU, and a resume on
+        another machine must reuse what the first run expanded rather than plan different prompts.
+        """
         settings = self.params.model_dump(exclude={"base", "device"})
         settings["seed"] = self._seed()
+        if is_builtin(self.params.model):
+            settings["revision"] = builtin_revision(self.params.model, "prompt")
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
     def _seed(self) -> int:

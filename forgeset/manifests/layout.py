@@ -3,6 +3,7 @@
 ```
 OUT/
   spec.resolved.yaml  index.json  manifest.parquet  rejects.parquet  curation.parquet
+  annotations.parquet             regions synced back from FiftyOne (curate sync)
   SPLIT/NNNNN.tar                 one folder per split (train, val, test, test_ood)
   validation/                     metrics.json, report.html, checkpoints/NAME.safetensors
   media/                          images extracted for FiftyOne (SPLIT/KEY.EXT, SPLIT/masks/KEY.png)
@@ -34,6 +35,7 @@ MANIFEST_NAME = "manifest.parquet"
 REJECTS_NAME = "rejects.parquet"
 RESOLVED_SPEC_NAME = "spec.resolved.yaml"
 CURATION_NAME = "curation.parquet"
+ANNOTATIONS_NAME = "annotations.parquet"
 STATE_DIR = ".forgeset"
 SPEC_HASH_NAME = "spec.sha256"
 SOURCE_INDEX_DIR = "sources"
@@ -53,6 +55,9 @@ IMAGE_MEMBERS = {"png": "png", "jpeg": "jpg"}
 MASK_MEMBER = "mask.png"
 JSON_MEMBER = "json"
 CLS_MEMBER = "cls"
+# Regions (boxes, labels, notes) of a sample: optional, per sample (see manifests/annotations.py).
+ANN_MEMBER = "ann.json"
+OPTIONAL_MEMBERS = (ANN_MEMBER,)
 # The file extension of an exported or extracted mask.
 MASK_EXTENSION = "png"
 
@@ -77,9 +82,17 @@ def image_members(formats: list[str]) -> list[str]:
     return sorted({image_member(f) for f in formats})
 
 
-def sample_members(formats: list[str], localized: bool) -> list[str]:
-    """Every member a sample of a corpus has: its image, KEY.json, KEY.cls, and KEY.mask.png if localized."""
-    return sorted([*image_members(formats), JSON_MEMBER, CLS_MEMBER, *([MASK_MEMBER] if localized else [])])
+def sample_members(formats: list[str], localized: bool, annotated: bool | None = None) -> list[str]:
+    """Every member a sample of a corpus may have: its image, KEY.json, KEY.cls, KEY.mask.png if
+    localized, and the optional KEY.ann.json if `annotated` (default: localized, as a build writes
+    its masks' regions)."""
+    optional = [ANN_MEMBER] if (localized if annotated is None else annotated) else []
+    return sorted([*image_members(formats), JSON_MEMBER, CLS_MEMBER, *([MASK_MEMBER] if localized else []), *optional])
+
+
+def required_members(members: list[str] | set[str]) -> set[str]:
+    """The members every sample must have, of a corpus's `members` (the optional ones left out)."""
+    return set(members) - set(OPTIONAL_MEMBERS)
 
 
 def is_image_member(member: str) -> bool:
@@ -160,6 +173,11 @@ class Layout:
     def curation(self) -> Path:
         """curation.parquet: decisions synced back from FiftyOne."""
         return self.root / CURATION_NAME
+
+    @property
+    def annotations(self) -> Path:
+        """annotations.parquet: regions synced back from FiftyOne, applied by `filter`."""
+        return self.root / ANNOTATIONS_NAME
 
     @property
     def state_dir(self) -> Path:
@@ -255,7 +273,7 @@ class Layout:
 # What other commands write into OUT besides the build's vouched files: not part of the release,
 # so verify neither vouches for them nor reports them as unknown.
 _PRODUCT_DIRS = (STATE_DIR, VALIDATION_DIR, MEDIA_DIR)
-_PRODUCT_FILES = (CURATION_NAME,)
+_PRODUCT_FILES = (CURATION_NAME, ANNOTATIONS_NAME)
 
 
 def is_product_path(relative: str) -> bool:
@@ -265,8 +283,8 @@ def is_product_path(relative: str) -> bool:
 
 
 def source_index(state_dir: Path, source: str) -> Path:
-    """The listing of real source `source` (parquet) under a build's state folder `state_dir`."""
-    return path_inside(state_dir / SOURCE_INDEX_DIR, f"{source}.parquet")
+    """The listing of real source `source` (an Arrow IPC file) under a build's state folder `state_dir`."""
+    return path_inside(state_dir / SOURCE_INDEX_DIR, f"{source}.arrow")
 
 
 def prompt_cache(state_dir: Path, fingerprint: str) -> Path:

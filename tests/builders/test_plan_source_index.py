@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
+import pyarrow as pa
 import pytest
 
 from forgeset.builders.planner import plan_build
 from forgeset.builders.sources.folder import FolderSource
-from forgeset.builders.sources.index import ROW_GROUP_ROWS, SourceIndex
+from forgeset.builders.sources.index import SourceIndex
 from forgeset.builders.spec import parse_spec
 from forgeset.manifests import layout
 from tests.conftest import tiny_spec
@@ -37,8 +37,8 @@ def test_plan_only_writes_nothing_and_build_state_keeps_a_sorted_index(tmp_path:
     state = tmp_path / "out" / layout.STATE_DIR
     plan = plan_build(spec, tmp_path, state)
     index = layout.source_index(state, "photos")
-    assert sorted(p.relative_to(state).as_posix() for p in state.rglob("*")) == ["sources", "sources/photos.parquet"]
-    table = pq.read_table(index)
+    assert sorted(p.relative_to(state).as_posix() for p in state.rglob("*")) == ["sources", "sources/photos.arrow"]
+    table = pa.ipc.open_file(str(index)).read_all()
     assert table.column("ref").to_pylist() == [f"{i:05d}.png" for i in range(30)]
     assert set(table.column("license").to_pylist()) == {"CC0"}
     # the same jobs, items included, whether listed in memory or read back from the index
@@ -62,22 +62,27 @@ def test_a_resume_reuses_the_index_and_other_params_list_again(tmp_path: Path, m
     limited["real"][0]["limit"] = 5
     plan = plan_build(parse_spec(limited), tmp_path, state)
     assert plan.split_stage_counts and sum(c["photos"] for c in plan.split_stage_counts.values()) == 5
-    assert pq.read_metadata(layout.source_index(state, "photos")).num_rows == 5
+    assert pa.ipc.open_file(str(layout.source_index(state, "photos"))).read_all().num_rows == 5
     # a torn index file is listed again, not trusted
-    layout.source_index(state, "photos").write_bytes(b"PAR1 torn")
+    layout.source_index(state, "photos").write_bytes(b"ARROW1 torn")
     plan = plan_build(parse_spec(limited), tmp_path, state)
-    assert pq.read_metadata(layout.source_index(state, "photos")).num_rows == 5
+    assert pa.ipc.open_file(str(layout.source_index(state, "photos"))).read_all().num_rows == 5
 
 
-def test_rows_are_read_back_by_row_group(tmp_path: Path) -> None:
-    count = 2 * ROW_GROUP_ROWS + 17
+def test_rows_are_read_back_by_random_access(tmp_path: Path) -> None:
+    import pickle
+
+    count = 5000
     folder = _folder(tmp_path, 0)
     source = FolderSource(FolderSource.Params(path=str(folder)), tmp_path)
     items = [f"{i:05d}.png" for i in range(count)]
     for name in items:
         (folder / name).write_bytes(b"x")
-    index = SourceIndex.open(source, tmp_path / "index.parquet")
-    assert len(index) == count and pq.ParquetFile(tmp_path / "index.parquet").num_row_groups == 3
-    rows = np.array([count - 1, 3, ROW_GROUP_ROWS, 3, 2 * ROW_GROUP_ROWS])
+    index = SourceIndex.open(source, tmp_path / "index.arrow")
+    assert len(index) == count
+    rows = np.array([count - 1, 3, 2048, 3, 4096])
     assert [item.ref for item in index.items(rows)] == [items[row] for row in rows.tolist()]
+    # a worker gets the file's path, not a copy of the table, and maps it again
+    assert len(pickle.dumps(index)) < 1000
+    assert [item.ref for item in pickle.loads(pickle.dumps(index)).items(rows)] == [items[r] for r in rows.tolist()]
     assert index.items(np.array([], np.int64)) == []

@@ -2,8 +2,9 @@
 
 Listing a large source (a folder walk, a Hub dataset) is the slow part of planning, and a plan
 needs only the item count and, for caption-paired prompts, the captions. The listing is kept as
-an Arrow table; given a state folder it is written there as parquet in small row groups, so a
-resume reuses it without listing again and a shard reads only the row groups of its items.
+an Arrow table; given a state folder it is written there as an uncompressed Arrow IPC file, so a
+resume reuses it without listing again, and a shard's scattered items are read by memory-mapped
+random access (`take`), touching only their own rows, not a block of neighbours per item.
 """
 
 from __future__ import annotations
@@ -14,12 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from forgeset.builders.sources.base import RealItem, RealSource
 
-ROW_GROUP_ROWS = 2048
-"""Rows per parquet row group: a shard of scattered items decodes at most this many per item."""
 _IDENTITY_KEY = b"forgeset.source"
 _SCHEMA = pa.schema([("ref", pa.string()), ("caption", pa.string()), ("license", pa.string())])
 
@@ -30,17 +28,24 @@ def _identity(source: RealSource) -> bytes:
     return json.dumps({"params": params, "base_dir": str(source.base_dir)}, sort_keys=True).encode()
 
 
+def _read_listing(path: Path) -> pa.Table | None:
+    """The listing at `path`, memory-mapped (zero copy), or None when it is torn or not a listing."""
+    try:
+        return pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+    except (OSError, pa.ArrowException):
+        return None
+
+
 class SourceIndex:
     """The listed items of one real source, in listing order (row number = item index)."""
 
     def __init__(self, table: pa.Table | None = None, path: Path | None = None) -> None:
         if (table is None) == (path is None):
-            raise ValueError("a source index is either a table in memory or a parquet file")
-        self._table = table
+            raise ValueError("a source index is either a table in memory or an Arrow file")
         self._path = path
-        self._file: pq.ParquetFile | None = None
-        self._starts: np.ndarray | None = None
-        self._rows = table.num_rows if table is not None else pq.ParquetFile(path).metadata.num_rows
+        self._table: pa.Table | None = table if table is not None else _read_listing(path)  # type: ignore[arg-type]
+        if self._table is None:
+            raise ValueError(f"{path} is not a readable source listing")
 
     @classmethod
     def open(cls, source: RealSource, path: Path | None) -> SourceIndex:
@@ -50,12 +55,9 @@ class SourceIndex:
         """
         identity = _identity(source)
         if path is not None and path.exists():
-            try:
-                metadata = pq.read_metadata(path).metadata or {}
-            except (OSError, pa.ArrowException):  # a torn or foreign file: list again
-                metadata = {}
-            if metadata.get(_IDENTITY_KEY) == identity:
-                return cls(path=path)
+            listed = _read_listing(path)  # a torn or foreign file is listed again
+            if listed is not None and (listed.schema.metadata or {}).get(_IDENTITY_KEY) == identity:
+                return cls(table=listed)
         items = source.items()
         table = pa.table(
             {
@@ -70,37 +72,26 @@ class SourceIndex:
             return cls(table=table)
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_name(f".{path.name}.tmp")
-        pq.write_table(
-            table.replace_schema_metadata({_IDENTITY_KEY: identity}), temporary, row_group_size=ROW_GROUP_ROWS
-        )
+        table = table.replace_schema_metadata({_IDENTITY_KEY: identity})
+        with pa.OSFile(str(temporary), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
         os.replace(temporary, path)
         return cls(path=path)
 
-    def __len__(self) -> int:
-        return self._rows
-
     def captions(self) -> list[str | None]:
         """Every item's caption, in order (for caption-paired prompts)."""
-        table = self._table if self._table is not None else pq.read_table(self._path, columns=["caption"])
-        return table.column("caption").to_pylist()
+        return self._loaded().column("caption").to_pylist()
+
+    def _loaded(self) -> pa.Table:
+        if self._table is None:  # unpickled on a worker: map the file again
+            self._table = _read_listing(self._path) if self._path is not None else None
+            if self._table is None:
+                raise ValueError(f"{self._path} is not a readable source listing")
+        return self._table
 
     def _rows_table(self, rows: np.ndarray) -> pa.Table:
-        """The rows `rows` (sorted or not), read from only the row groups that hold them."""
-        if self._table is not None:
-            return self._table.take(pa.array(rows, pa.int64()))
-        if self._file is None:
-            self._file = pq.ParquetFile(self._path)
-            sizes = [self._file.metadata.row_group(i).num_rows for i in range(self._file.num_row_groups)]
-            self._starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        assert self._starts is not None
-        groups = np.searchsorted(self._starts, rows, side="right") - 1
-        needed = np.unique(groups)
-        table = self._file.read_row_groups(needed.tolist())
-        # position of each row inside the concatenation of the needed row groups
-        sizes = self._starts[needed + 1] - self._starts[needed]
-        base = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        positions = base[np.searchsorted(needed, groups)] + (rows - self._starts[groups])
-        return table.take(pa.array(positions, pa.int64()))
+        """The rows `rows` (sorted or not), by random access into the mapped listing."""
+        return self._loaded().take(pa.array(rows, pa.int64()))
 
     def items(self, rows: np.ndarray) -> list[RealItem]:
         """The items at row numbers `rows`, in that order."""
@@ -112,7 +103,11 @@ class SourceIndex:
             RealItem(ref=ref, caption=caption, license=license) for ref, caption, license in zip(*columns, strict=True)
         ]
 
+    def __len__(self) -> int:
+        return self._loaded().num_rows
+
     def __getstate__(self) -> dict[str, object]:
         state = dict(self.__dict__)
-        state["_file"] = None  # reopened on first read
+        if self._path is not None:
+            state["_table"] = None  # a mapped file is mapped again where it is unpickled, not copied
         return state

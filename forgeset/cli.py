@@ -42,7 +42,7 @@ def _say(markup: str, *values: object) -> None:
 
 def _print_plan(loaded: Any) -> None:
     """`--plan-only`: plan the spec (sources listed, no model loaded, nothing written) and print it."""
-    from forgeset.builders.plan_report import summarize_plan
+    from forgeset.builders.plan_report import render_plan, summarize_plan
     from forgeset.builders.planner import plan_build
     from forgeset.builders.preflight import preflight
     from forgeset.builders.spec import SpecError
@@ -52,25 +52,7 @@ def _print_plan(loaded: Any) -> None:
         summary = summarize_plan(plan_build(loaded.spec, loaded.base_dir))
     except SpecError as err:
         raise _fail(str(err), SPEC_ERROR_EXIT) from None
-    stdout = Console()
-    splits = Table(title=escape(f"{summary['name']}: {summary['samples']} samples in {summary['shards']} shards"))
-    for column in ("split", "samples", "shards"):
-        splits.add_column(column)
-    for split, entry in summary["splits"].items():
-        splits.add_row(escape(split), str(entry["samples"]), str(entry["shards"]))
-    stdout.print(splits)
-    stages = Table(title="generators and manipulations (GPU time: SD1.5-equivalent seconds on one H100)")
-    for column in ("name", "type", "model", "samples", "steps", "size", "est. GPU s"):
-        stages.add_column(column)
-    for name, entry in summary["generators"].items():
-        stages.add_row(
-            *(escape(str(v)) for v in (name, entry["type"], entry["model"], entry["samples"], entry["steps"])),
-            str(entry["size"]),
-            str(entry["est_gpu_s"]),
-        )
-    stdout.print(stages)
-    hours = summary["est_gpu_s"] / 3600
-    stdout.print(f"estimated GPU time: {summary['est_gpu_s']} s ({hours:.2f} h); nothing was loaded or written")
+    render_plan(summary, Console())
 
 
 class StopOnSignal:

@@ -3,6 +3,11 @@
 The manifest stays the source of truth: FiftyOne holds a view of it (media extracted once under
 OUT/media), and decisions come back as OUT/curation.parquet, from which `filter` writes a new,
 verifiable corpus whose index names what it was derived from.
+
+Regions (artifact boxes with a label and a free-text note, issue 14) live in the `regions` field
+(fo.Detections, which the App draws and edits): import fills it from each sample's KEY.ann.json
+(a build writes one from every non-empty mask), sync writes every region to
+OUT/annotations.parquet, and `filter` writes them into the new version's KEY.ann.json members.
 """
 
 from __future__ import annotations
@@ -23,6 +28,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from forgeset.manifests import layout
+from forgeset.manifests.annotations import (
+    HUMAN_SOURCE,
+    AnnotationError,
+    Region,
+    annotation_member,
+    make_region,
+    parse_annotation,
+)
 from forgeset.manifests.corpus import Corpus, CorpusError
 
 DECISIONS = {"exclude": "exclude", "relabel:real": "relabel", "relabel:fake": "relabel"}
@@ -42,6 +55,23 @@ DETECTOR_BATCH = 128
 # a fixed threshold suits one embedding and floods another (detector features cluster tightly).
 NEAR_DUPLICATE_RATIO = 0.1
 NEAR_DUPLICATE_CAP = 0.05
+REGIONS_FIELD = "regions"
+# Region attributes besides FiftyOne's own label and bounding_box, declared so the App shows them.
+REGION_ATTRIBUTES = ("note", "source")
+ANNOTATIONS_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("region", pa.int32()),
+        ("label", pa.string()),
+        ("x", pa.float64()),
+        ("y", pa.float64()),
+        ("w", pa.float64()),
+        ("h", pa.float64()),
+        ("note", pa.string()),
+        ("source", pa.string()),
+        ("time", pa.string()),
+    ]
+)
 FIELDS = ("key", "split", "kind", "generator", "model", "prompt", "seed", "parent_key", "ops", "sha256", "perturbation")
 
 # (phase, samples done, samples in all): called after each imported batch and each brain run.
@@ -106,6 +136,7 @@ class _Pending:
     """Samples read from the shards and written to media, waiting for one add_samples call."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
+    regions: list[list[Region] | None] = field(default_factory=list)
     images: list[Path] = field(default_factory=list)
     masks: list[Path | None] = field(default_factory=list)
     encoded: list[bytes] = field(default_factory=list)
@@ -136,6 +167,7 @@ class _Importer:
         pending = _Pending()
         for sample in self.corpus.iter_samples():
             pending.rows.append(sample.row)
+            pending.regions.append(_member_regions(sample))
             pending.images.append(_write_media(self.media, sample.split, sample.key, sample.image_member, sample.image))
             mask = sample.mask
             pending.masks.append(
@@ -186,7 +218,13 @@ class _Importer:
                     confidence=max(score, 1 - score),
                     logits=[float(np.log(1 - score + 1e-8)), float(np.log(score + 1e-8))],
                 )
-            (known if row["key"] in self.existing else new).append(sample)
+            if row["key"] in self.existing:  # a re-import keeps the regions a curator drew
+                known.append(sample)
+            else:
+                regions = pending.regions[index]
+                if regions is not None:
+                    sample[REGIONS_FIELD] = _detections(fo, regions)
+                new.append(sample)
         if new:
             self.dataset.add_samples(new, progress=False)
         if known:  # a re-import: update fields, keep the tags a curator added
@@ -194,6 +232,34 @@ class _Importer:
         self.done += len(pending.rows)
         if self.progress:
             self.progress("importing", self.done, self.corpus.table.num_rows)
+
+
+def _member_regions(sample: Any) -> list[Region] | None:
+    """The regions of a corpus sample's KEY.ann.json, or None when it has none."""
+    data = sample.annotation
+    if data is None:
+        return None
+    where = f"{sample.shard}: sample {sample.key}: {layout.ANN_MEMBER}"
+    return parse_annotation(data, sample.row["width"], sample.row["height"], where)
+
+
+def _detections(fo: Any, regions: list[Region]) -> Any:
+    """Regions as FiftyOne Detections (relative [x, y, w, h] boxes, note and source as attributes)."""
+    return fo.Detections(
+        detections=[
+            fo.Detection(label=r.label, bounding_box=list(r.box), note=r.note, source=r.source) for r in regions
+        ]
+    )
+
+
+def _declare_regions(fo: Any, dataset: Any) -> None:
+    """The `regions` field and its note/source attributes, even when no sample has a region yet."""
+    if not dataset.has_sample_field(REGIONS_FIELD):
+        dataset.add_sample_field(REGIONS_FIELD, fo.EmbeddedDocumentField, embedded_doc_type=fo.Detections)
+    for attribute in REGION_ATTRIBUTES:
+        path = f"{REGIONS_FIELD}.detections.{attribute}"
+        if not dataset.has_sample_field(path):
+            dataset.add_sample_field(path, fo.StringField)
 
 
 @contextlib.contextmanager
@@ -269,6 +335,7 @@ def import_samples(
     """
     fo = _fiftyone()
     dataset = _open_dataset(fo, name or corpus.name, corpus)
+    _declare_regions(fo, dataset)
     importer = _Importer(fo, corpus, dataset, (media or corpus.layout.media).resolve(), progress)
     embeddings = importer.run()
     dataset.info["embeddings"] = (
@@ -339,23 +406,76 @@ def _import_and_review(corpus: Corpus, name: str | None, media: Path | None, pro
 
 
 def sync_curation(out_dir: Path, name: str | None = None) -> pa.Table:
-    """Read sample tags from FiftyOne and write OUT/curation.parquet (key, decision, tag, time)."""
+    """Read sample tags and regions from FiftyOne; write OUT/curation.parquet (key, decision, tag, time)
+    and OUT/annotations.parquet (one row per region, see ANNOTATIONS_SCHEMA).
+
+    Every region is checked first (a box inside the image with w, h > 0; label and note strings
+    within their lengths): a bad one raises AnnotationError naming the sample, and nothing is written.
+    """
     fo = _fiftyone()
     name = name or Corpus.open(out_dir).name
     if not fo.dataset_exists(name):
         raise CurationError(f"no FiftyOne dataset {name!r}: run `forgeset curate {out_dir}` first")
     dataset = fo.load_dataset(name)
     now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    keys = dataset.values("key")
+    annotations = annotation_table(keys, _region_values(dataset), now)
     records = []
-    for key, tags in zip(dataset.values("key"), dataset.values("tags"), strict=True):
+    for key, tags in zip(keys, dataset.values("tags"), strict=True):
         for tag in sorted(set(tags) - SPLIT_TAGS):
             records.append({"key": key, "decision": DECISIONS.get(tag, "tag"), "tag": tag, "time": now})
     table = pa.Table.from_pylist(
         sorted(records, key=lambda r: (r["key"], r["tag"])),
         schema=pa.schema([(f, pa.string()) for f in ("key", "decision", "tag", "time")]),
     )
-    pq.write_table(table, layout.Layout(out_dir).curation)
+    paths = layout.Layout(out_dir)
+    pq.write_table(annotations, paths.annotations)
+    pq.write_table(table, paths.curation)
     return table
+
+
+def _region_values(dataset: Any) -> list[list[Any] | None]:
+    """Each sample's regions as FiftyOne holds them (bulk read, no per-sample loads)."""
+    if not dataset.has_sample_field(REGIONS_FIELD):
+        return [None] * len(dataset)
+    return list(dataset.values(f"{REGIONS_FIELD}.detections"))
+
+
+def annotation_table(keys: list[str], detections: list[list[Any] | None], time: str) -> pa.Table:
+    """annotations.parquet from each sample's FiftyOne detections, each checked (AnnotationError names the key)."""
+    rows = []
+    for key, found in sorted(zip(keys, detections, strict=True), key=lambda pair: str(pair[0])):
+        for number, detection in enumerate(found or []):
+            where = f"sample {key}: region {number}"
+            region = make_region(
+                detection.label,
+                detection.bounding_box,
+                detection.get_field("note") if detection.has_field("note") else "",
+                (detection.get_field("source") if detection.has_field("source") else None) or HUMAN_SOURCE,
+                where,
+            )
+            x, y, w, h = region.box
+            rows.append(
+                {"key": key, "region": number, "label": region.label, "x": x, "y": y, "w": w, "h": h}
+                | {"note": region.note, "source": region.source, "time": time}
+            )
+    return pa.Table.from_pylist(rows, schema=ANNOTATIONS_SCHEMA)
+
+
+def read_annotations(path: Path, keys: set[str]) -> dict[str, list[Region]]:
+    """annotations.parquet as each key's regions, every row checked (an untrusted file: AnnotationError names it)."""
+    try:
+        rows = pq.read_table(path, schema=ANNOTATIONS_SCHEMA).to_pylist()
+    except Exception as err:  # untrusted file: any parse failure is one clear error
+        raise AnnotationError(f"{path}: not a readable annotations table ({type(err).__name__}: {err})") from None
+    regions: dict[str, list[Region]] = {}
+    for number, row in enumerate(rows):
+        where = f"{path}: row {number} (sample {row['key']!r})"
+        if row["key"] not in keys:
+            raise AnnotationError(f"{where}: the key is not in the corpus")
+        box = [row["x"], row["y"], row["w"], row["h"]]
+        regions.setdefault(row["key"], []).append(make_region(row["label"], box, row["note"], row["source"], where))
+    return regions
 
 
 def _read_decisions(path: Path) -> list[dict[str, Any]]:
@@ -408,6 +528,9 @@ def filter_corpus(out_dir: Path, target: Path, with_derivatives: bool = False) -
                     excluded.add(child)
                     stack.append(child)
     relabel = {d["key"]: d["tag"].split(":")[1] for d in decisions if d["decision"] == "relabel"}
+    # Synced regions are the whole truth: a sample not in the table has none (its curator removed them).
+    annotations_path = corpus.layout.annotations
+    annotated = read_annotations(annotations_path, set(corpus.rows_by_key)) if annotations_path.exists() else None
     members = {sample.key: sample.members for sample in corpus.iter_samples() if sample.key not in excluded}
     paths = layout.Layout(target)
     paths.shard_states.mkdir(parents=True, exist_ok=True)
@@ -423,8 +546,14 @@ def filter_corpus(out_dir: Path, target: Path, with_derivatives: bool = False) -
                 row["shard"] = writer.relative_path
                 if row["key"] in relabel:
                     row["label"] = relabel[row["key"]]
-                record = SampleRecord(**row)
                 sample = {"__key__": row["key"], **members[row["key"]]}
+                if annotated is not None:
+                    sample.pop(layout.ANN_MEMBER, None)
+                    regions = annotated.get(row["key"])
+                    row["regions"] = len(regions) if regions else None
+                    if regions:
+                        sample[layout.ANN_MEMBER] = annotation_member(row["width"], row["height"], regions)
+                record = SampleRecord(**row)
                 sample[layout.JSON_MEMBER] = record.member_json()
                 sample[layout.CLS_MEMBER] = record.member_cls()
                 samples.append(sample)
@@ -437,12 +566,17 @@ def filter_corpus(out_dir: Path, target: Path, with_derivatives: bool = False) -
         "excluded": len(excluded),
         "relabeled": len(set(relabel) - excluded),
     }
+    index_members = list(corpus.index.members)
+    if annotated is not None:
+        derived["annotations_sha256"] = hashlib.sha256(annotations_path.read_bytes()).hexdigest()
+        derived["annotated"] = len(set(annotated) - excluded)
+        index_members = sorted({*index_members, layout.ANN_MEMBER})
     return finalize(
         target,
         corpus.name,
         corpus.index.spec_sha256,
         corpus.policy.model_dump(mode="json"),
-        corpus.index.members,
+        index_members,
         states,
         derived_from=derived,
     )

@@ -22,6 +22,7 @@ from forgeset.imaging.encode import encode_image, encode_mask
 from forgeset.imaging.policy import ImagePolicy
 from forgeset.imaging.resize import fit_to_policy
 from forgeset.manifests import layout
+from forgeset.manifests.annotations import annotation_member, mask_regions
 from forgeset.manifests.schema import RejectRecord, SampleRecord, StageRecipe
 from forgeset.manifests.shard_writer import ShardMarker, ShardWriter
 from forgeset.perturbations.adversarial import apply_attack, load_surrogates
@@ -94,6 +95,7 @@ def _record(
         mask_area=mask_area,
         psnr=output.psnr,
         ssim=output.ssim,
+        regions=None,  # counted from the mask by build_shard
         width=policy.size,
         height=policy.size,
         format=policy.format,
@@ -211,6 +213,10 @@ def build_shard(ctx: BuildContext, shard: ShardPlan, batches: list[StageBatch]) 
         # The area of the mask as stored: after geometric perturbations and the final resize.
         mask_area = round(area_fraction(mask), 6) if mask is not None else None
         record = _record(job, shard, encoded, policy, sample, mask_area)
+        # The mask's connected components as boxes (KEY.ann.json): annotators start from them in FiftyOne.
+        regions = mask_regions(mask, job.kind) if mask is not None else []
+        if regions:
+            record = replace(record, regions=len(regions))
         records.append(record)
         members: dict[str, Any] = {
             "__key__": job.key,
@@ -222,6 +228,8 @@ def build_shard(ctx: BuildContext, shard: ShardPlan, batches: list[StageBatch]) 
             if mask is None:
                 mask = np.zeros(sample.pixels.shape[:2], dtype=np.uint8)
             members[layout.MASK_MEMBER] = encode_mask(mask, policy.png_compression)
+        if regions:
+            members[layout.ANN_MEMBER] = annotation_member(record.width, record.height, regions)
         samples.append(members)
     marker = ShardWriter(ctx.out_dir, shard.split, shard.index).finish(samples, records, rejects)
     return ShardSummary(shard.path, marker)

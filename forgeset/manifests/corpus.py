@@ -132,6 +132,11 @@ class CorpusSample:
         return self.members.get(layout.MASK_MEMBER)
 
     @property
+    def annotation(self) -> bytes | None:
+        """KEY.ann.json (regions), if this sample has one (parse with manifests.annotations)."""
+        return self.members.get(layout.ANN_MEMBER)
+
+    @property
     def member_row(self) -> dict[str, Any]:
         """The row as KEY.json holds it (typed sentinels instead of nulls, no `shard`)."""
         return member_fields(self.row)
@@ -440,7 +445,7 @@ class Corpus:
         row = rows.get(key)
         if row is None or row["shard"] != shard.path:
             raise CorpusError(f"{shard.path}: sample {key!r} is not in the manifest under this shard")
-        expected = set(layout.sample_members([row["format"]], self.localized))
-        if set(members) != expected:
+        expected = layout.required_members(layout.sample_members([row["format"]], self.localized))
+        if layout.required_members(set(members)) != expected:  # optional members: `allowed` checked them
             raise CorpusError(f"{shard.path}: sample {key} has members {sorted(members)}, expected {sorted(expected)}")
         return CorpusSample(key, shard.split, shard.path, members, row)

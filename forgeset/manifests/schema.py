@@ -75,6 +75,7 @@ class SampleRecord:
     mask_area: float | None
     psnr: float | None
     ssim: float | None
+    regions: int | None  # regions in KEY.ann.json; null when the sample has none
     width: int
     height: int
     format: str

@@ -30,6 +30,7 @@ from typing import Any
 from PIL import Image
 
 from forgeset.manifests import layout
+from forgeset.manifests.annotations import parse_annotation
 from forgeset.manifests.corpus import Corpus, CorpusError, CorpusSample, IndexShard
 from forgeset.manifests.index import TALLY_COLUMNS, VOUCHED_FILES, ManifestTally
 from forgeset.manifests.schema import LABELS
@@ -44,8 +45,8 @@ def _check_sample(sample: CorpusSample, localized: bool, sizes: set[int]) -> Non
     row, members = sample.row, sample.members
     where = f"{sample.shard}: sample {sample.key}"
     image_member = layout.image_member(row["format"])
-    expected = set(layout.sample_members([row["format"]], localized))
-    if set(members) != expected:
+    expected = layout.required_members(layout.sample_members([row["format"]], localized))
+    if layout.required_members(set(members)) != expected:
         raise CorpusInvalid(f"{where} has members {sorted(members)}, expected {sorted(expected)}")
     image_bytes = members[image_member]
     if hashlib.sha256(image_bytes).hexdigest() != row["sha256"]:
@@ -72,6 +73,7 @@ def _check_sample(sample: CorpusSample, localized: bool, sizes: set[int]) -> Non
             raise CorpusInvalid(f"{where}: json {field}={meta[field]!r}, manifest {value!r}")
     if members[layout.CLS_MEMBER] != str(LABELS[row["label"]]).encode():
         raise CorpusInvalid(f"{where}: cls {members[layout.CLS_MEMBER]!r} does not match label {row['label']!r}")
+    _check_annotation(sample, where)
     mask_bytes = members.get(layout.MASK_MEMBER)
     if mask_bytes is not None:
         try:
@@ -82,6 +84,15 @@ def _check_sample(sample: CorpusSample, localized: bool, sizes: set[int]) -> Non
             raise CorpusInvalid(f"{where}: mask does not decode ({err})") from None
         if mask_size != dims or mode != "L":
             raise CorpusInvalid(f"{where}: mask is {mode} {mask_size}, expected L {dims}")
+
+
+def _check_annotation(sample: CorpusSample, where: str) -> None:
+    """KEY.ann.json, when present, is a valid annotation of this image and the manifest counts its regions."""
+    data = sample.annotation
+    count = None if data is None else len(parse_annotation(data, sample.row["width"], sample.row["height"], where))
+    if count != sample.row["regions"]:
+        listed = sample.row["regions"]
+        raise CorpusInvalid(f"{where}: {count or 0} regions in {layout.ANN_MEMBER}, the manifest says {listed}")
 
 
 def unlisted_files(corpus: Corpus) -> list[str]:

@@ -149,6 +149,7 @@ FIELD_DOCS = {
     "mask_area": "share of the image the mask covers",
     "psnr": "PSNR against the parent",
     "ssim": "SSIM against the parent",
+    "regions": "regions in KEY.ann.json (-1: the sample has none)",
     "width": "stored width in px",
     "height": "stored height in px",
     "format": "stored format (png or jpeg)",
@@ -177,11 +178,28 @@ def card_features(corpus: Corpus) -> Any:
     features: dict[str, Any] = {member: datasets.Image() for member in layout.image_members(_formats(corpus))}
     if corpus.localized:
         features[layout.MASK_MEMBER] = datasets.Image()
+    if layout.ANN_MEMBER in corpus.index.members:  # optional per sample: `datasets` gives None where absent
+        features[layout.ANN_MEMBER] = annotation_feature()
     features[layout.JSON_MEMBER] = json_fields
     features[layout.CLS_MEMBER] = datasets.ClassLabel(names=list(LABELS))
     features["__key__"] = datasets.Value("string")
     features["__url__"] = datasets.Value("string")
     return datasets.Features(features)
+
+
+def annotation_feature() -> Any:
+    """The `datasets` feature of KEY.ann.json (see manifests/annotations.py)."""
+    import datasets
+
+    region = {
+        "label": datasets.Value("string"),
+        "box": datasets.List(datasets.Value("float64"), length=4),
+        "box_px": datasets.List(datasets.Value("int64"), length=4),
+        "note": datasets.Value("string"),
+        "source": datasets.Value("string"),
+    }
+    size = {"format": datasets.Value("int64"), "width": datasets.Value("int64"), "height": datasets.Value("int64")}
+    return {**size, "regions": datasets.List(region)}
 
 
 def _formats(corpus: Corpus) -> list[str]:
@@ -406,6 +424,15 @@ def render_card(corpus: Corpus, repo_id: str, tiers: dict[str, int]) -> str:
     ]
     if corpus.localized:
         members.append([md_code(f"KEY.{layout.MASK_MEMBER}"), "the edit mask (255 edited, 0 untouched)"])
+    if layout.ANN_MEMBER in corpus.index.members:
+        members.append(
+            [
+                md_code(f"KEY.{layout.ANN_MEMBER}"),
+                "optional: regions, each a `label`, a relative `box` [x, y, w, h], `box_px` [x0, y0, x1, y1] "
+                "(end-exclusive), a free-text `note` and its `source` (`mask`: a box around one connected part of "
+                "the mask, made by the build; `human`: drawn by a curator in FiftyOne)",
+            ]
+        )
     members += [
         [md_code(f"KEY.{layout.JSON_MEMBER}"), "every field below; empty string or -1 where a field does not apply"],
         [md_code(f"KEY.{layout.CLS_MEMBER}"), "0 real, 1 fake (the `cls` column, a ClassLabel)"],

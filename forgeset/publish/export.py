@@ -33,7 +33,8 @@ import pyarrow.parquet as pq
 import yaml
 
 from forgeset.manifests import layout
-from forgeset.manifests.corpus import Corpus
+from forgeset.manifests.annotations import parse_annotation
+from forgeset.manifests.corpus import Corpus, CorpusSample
 from forgeset.manifests.schema import LABELS, MANIFEST_SCHEMA
 from forgeset.manifests.shard_writer import file_sha256
 
@@ -48,6 +49,8 @@ METADATA_NAME = "metadata.parquet"
 # imagefolder column names: the conventional `image` and `label` of `datasets` and the Hub.
 IMAGE_COLUMN = "image"
 MASK_PATH_COLUMN = "mask_path"
+# The sample's regions (KEY.ann.json) as a list; empty when it has none. Replaces the manifest's count.
+REGIONS_COLUMN = "regions"
 NO_GENERATOR = -1  # ClassLabel's "no label": a sample no generator made
 
 Progress = Callable[[int, int], None]
@@ -144,6 +147,14 @@ def imagefolder_features(corpus: Corpus, file_column: bool = False) -> Any:
         "file_name" if file_column else IMAGE_COLUMN: datasets.Value("string") if file_column else datasets.Image(),
         "label": datasets.ClassLabel(names=list(LABELS)),
         "generator": datasets.ClassLabel(names=generator_names(corpus)),
+        REGIONS_COLUMN: datasets.List(
+            {
+                "label": datasets.Value("string"),
+                "box": datasets.List(datasets.Value("float64"), length=4),
+                "note": datasets.Value("string"),
+                "source": datasets.Value("string"),
+            }
+        ),
     }
     for field in MANIFEST_SCHEMA:
         if field.name not in features and field.name != "shard":
@@ -183,7 +194,9 @@ def imagefolder_card(corpus: Corpus, splits: list[str]) -> str:
         "```python\nimport datasets\nds = datasets.load_dataset('DIR')  # this folder\n```\n\n"
         "`label` and `generator` are ClassLabels (generator -1: no generator made the pixels). "
         "torchvision: `ImageFolder('DIR/train')` sees the classes `fake` and `real`. "
-        f"Masks, when the corpus has them, lie under `{layout.MASKS_DIR}/SPLIT/` (column `{MASK_PATH_COLUMN}`).\n"
+        f"Masks, when the corpus has them, lie under `{layout.MASKS_DIR}/SPLIT/` (column `{MASK_PATH_COLUMN}`). "
+        f"`{REGIONS_COLUMN}` lists each sample's annotated regions (label, relative box [x, y, w, h], note, "
+        "source), empty when it has none.\n"
     )
 
 
@@ -201,6 +214,7 @@ def _export_imagefolder(corpus: Corpus, target: Path, progress: Progress | None)
             "file_name": file_name,
             "label": LABELS[label],
             "generator": names.get(sample.row["generator"] or "", NO_GENERATOR),
+            REGIONS_COLUMN: _regions(sample),
         }
         if sample.mask is not None:  # a localized corpus: every sample has a mask (all-zero when unedited)
             mask_name = f"{sample.key}.{layout.MASK_EXTENSION}"
@@ -218,6 +232,16 @@ def _export_imagefolder(corpus: Corpus, target: Path, progress: Progress | None)
     (target / layout.CARD_NAME).write_text(imagefolder_card(corpus, splits), encoding="utf-8")
     write_imagefolder_croissant(corpus, target, splits, schema)
     return counts
+
+
+def _regions(sample: CorpusSample) -> list[dict[str, Any]]:
+    """The sample's KEY.ann.json regions as the `regions` column holds them (checked: the member is untrusted)."""
+    data = sample.annotation
+    if data is None:
+        return []
+    where = f"{sample.shard}: sample {sample.key}: {layout.ANN_MEMBER}"
+    regions = parse_annotation(data, sample.row["width"], sample.row["height"], where)
+    return [{"label": r.label, "box": list(r.box), "note": r.note, "source": r.source} for r in regions]
 
 
 def write_imagefolder_croissant(corpus: Corpus, target: Path, splits: list[str], schema: pa.Schema) -> Path:
@@ -245,6 +269,7 @@ def write_imagefolder_croissant(corpus: Corpus, target: Path, splits: list[str],
                 source=mlc.Source(file_object=file_id, extract=mlc.Extract(column=field.name)),
             )
             for field in schema
+            if str(field.type) in types  # the nested `regions` column: its structure is the card's feature
         ]
         record_sets.append(mlc.RecordSet(id=split, name=split, key=f"{split}/key", fields=fields))
     metadata = mlc.Metadata(

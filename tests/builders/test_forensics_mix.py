@@ -40,7 +40,7 @@ def test_it_verifies_and_every_kind_is_present(forensics_mix: Path) -> None:
     result = CliRunner().invoke(app, ["verify", str(forensics_mix)])
     assert result.exit_code == 0, result.output
     index = json.loads((forensics_mix / "index.json").read_text())
-    assert index["members"] == ["cls", "json", "mask.png", "png"]
+    assert index["members"] == ["ann.json", "cls", "json", "mask.png", "png"]
     assert set(index["counts"]["all"]["kind"]) == {"real", "text2image", "inpaint", "launder"}
     assert index["rejects"] == 0
 

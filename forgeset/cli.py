@@ -583,9 +583,10 @@ def curate(
     launch: Annotated[bool, typer.Option("--launch", help="serve the FiftyOne App on localhost")] = False,
     port: Annotated[int, typer.Option("--port", help="App port")] = 5151,
 ) -> None:
-    """Import a corpus into FiftyOne (brain runs, saved views), or `curate sync OUT` to save tags back."""
+    """Import a corpus into FiftyOne (brain runs, saved views), or `curate sync OUT` to save tags and regions back."""
     import time
 
+    import pyarrow.parquet as pq
     from rich.progress import MofNCompleteColumn, Progress
 
     from forgeset.annotate.curation import CurationError, import_corpus, sync_curation
@@ -597,7 +598,13 @@ def curate(
             if second is None:
                 raise _fail("usage: forgeset curate sync OUT", SPEC_ERROR_EXIT)
             table = sync_curation(second, name)
-            _say(f"[green]wrote[/] {table.num_rows} decisions to {{}}", Layout(second).curation)
+            paths = Layout(second)
+            regions = pq.read_metadata(paths.annotations).num_rows
+            _say(
+                f"[green]wrote[/] {table.num_rows} decisions to {{}} and {regions} regions to {{}}",
+                paths.curation,
+                paths.annotations,
+            )
             return
         out = Path(first)
         started = time.monotonic()
@@ -655,7 +662,9 @@ def filter_command(
     derived = index["derived_from"]
     _say(
         f"[green]wrote[/] {index['samples']} samples to {{}} ({derived['excluded']} excluded, "
-        f"{derived['relabeled']} relabeled)",
+        f"{derived['relabeled']} relabeled"
+        + (f", {derived['annotated']} with regions" if "annotated" in derived else "")
+        + ")",
         target,
     )
 

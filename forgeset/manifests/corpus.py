@@ -11,6 +11,9 @@ The manifest is validated row group by row group, reading only the columns the c
 reader keeps which row groups hold each shard's rows, so a shard's rows are read on their own
 (`shard_rows`). `table`, `rows` and `rows_by_key` load the whole manifest, on first use only,
 for the commands that want it whole.
+
+OUT may be a local folder or an fsspec URL (s3://...): every read goes through `Storage`, shards
+and the manifest are streamed from object storage, never downloaded whole.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from forgeset.manifests.index import SELF_HASH_FIELD, VOUCHED_FILES, index_conte
 from forgeset.manifests.layout import CorpusError
 from forgeset.manifests.schema import FORMAT_VERSION, LABELS, MANIFEST_SCHEMA, REJECTS_SCHEMA, member_fields
 from forgeset.manifests.shard_reader import file_sha256, read_members
+from forgeset.manifests.storage import Storage
 
 _SHA256 = r"^[0-9a-f]{64}$"
 # The kind of a sample that no generator made (a real input, or a degraded copy of one).
@@ -211,9 +215,12 @@ class Corpus:
 
     path_inside = staticmethod(layout.path_inside)
 
-    def __init__(self, root: Path, index: IndexFile, manifest: ManifestMap) -> None:
-        self.root = root
-        self.layout = layout.Layout(root)
+    def __init__(self, root: Path | str | Storage, index: IndexFile, manifest: ManifestMap) -> None:
+        self.storage = Storage.of(root)
+        """Where the corpus lives (a local folder or an object-storage URL)."""
+        self.root = self.storage.local if self.storage.local is not None else Path(self.storage.url)
+        """The corpus folder; for a corpus on object storage only a name for messages (read through `storage`)."""
+        self.layout = layout.Layout(self.root)
         self.index = index
         self.manifest = manifest
         self._groups_cache: tuple[tuple[int, ...], pa.Table] | None = None
@@ -224,24 +231,27 @@ class Corpus:
         return {name: value for name, value in self.__dict__.items() if name not in loaded} | {"_groups_cache": None}
 
     @classmethod
-    def open(cls, root: Path) -> Corpus:
-        """Read and validate index.json and manifest.parquet of `root`; raise CorpusError if anything is off."""
-        paths = layout.Layout(root)
-        if not root.is_dir():
-            raise CorpusError(f"{root} is not a folder")
-        if not paths.index.is_file():
-            if paths.spec_hash.is_file():
-                raise CorpusError(f"{root}: not a finished corpus (the build did not finish: resume it)")
-            raise CorpusError(f"{root}: not a finished corpus (no {layout.INDEX_NAME}: not a forgeset build)")
-        index = cls._read_index(paths.index)
-        corpus = cls(root, index, ManifestMap())
-        corpus.manifest = cls._read_manifest(corpus.vouched(layout.MANIFEST_NAME), index)
+    def open(cls, root: Path | str | Storage) -> Corpus:
+        """Read and validate index.json and manifest.parquet of `root` (folder or URL); raise CorpusError if off."""
+        storage = Storage.of(root)
+        where = storage.local if storage.local is not None else storage.url
+        if storage.local is not None and not storage.local.is_dir():
+            raise CorpusError(f"{where} is not a folder")
+        if not storage.exists(layout.INDEX_NAME):
+            if storage.exists(layout.STATE_DIR, layout.SPEC_HASH_NAME):
+                raise CorpusError(f"{where}: not a finished corpus (the build did not finish: resume it)")
+            raise CorpusError(f"{where}: not a finished corpus (no {layout.INDEX_NAME}: not a forgeset build)")
+        index = cls._read_index(storage)
+        corpus = cls(storage, index, ManifestMap())
+        corpus.vouched(layout.MANIFEST_NAME)
+        corpus.manifest = corpus._read_manifest(index)
         return corpus
 
     @staticmethod
-    def _read_index(path: Path) -> IndexFile:
+    def _read_index(storage: Storage) -> IndexFile:
+        path = storage.url_of(layout.INDEX_NAME)
         try:
-            data = json.loads(path.read_bytes())
+            data = json.loads(storage.read_bytes(layout.INDEX_NAME))
         except (OSError, ValueError, RecursionError) as err:
             raise CorpusError(f"{path}: not readable JSON ({type(err).__name__}: {err})") from None
         try:
@@ -254,19 +264,22 @@ class Corpus:
             raise CorpusError(f"{path}: field {SELF_HASH_FIELD}: the content does not match its hash (edited)")
         return index
 
-    @staticmethod
-    def _open_manifest(path: Path) -> pq.ParquetFile:
-        if not path.is_file():
+    def _open_manifest(self) -> pq.ParquetFile:
+        """manifest.parquet opened for reading (from object storage: read in ranges as needed)."""
+        path = self.storage.url_of(layout.MANIFEST_NAME)
+        if not self.storage.exists(layout.MANIFEST_NAME):
             raise CorpusError(f"{path} is missing")
         try:
-            return pq.ParquetFile(path)
+            if self.storage.local is not None:
+                return pq.ParquetFile(self.layout.manifest)
+            return pq.ParquetFile(self.storage.open_handle(layout.MANIFEST_NAME))
         except (OSError, pa.ArrowException) as err:
             raise CorpusError(f"{path}: not a readable parquet file ({err})") from None
 
-    @classmethod
-    def _read_manifest(cls, path: Path, index: IndexFile) -> ManifestMap:
+    def _read_manifest(self, index: IndexFile) -> ManifestMap:
         """Validate the manifest row group by row group; problems are reported as a whole-table check would."""
-        parquet = cls._open_manifest(path)
+        path = self.storage.url_of(layout.MANIFEST_NAME)
+        parquet = self._open_manifest()
         schema = parquet.schema_arrow
         for expected in MANIFEST_SCHEMA:
             if expected.name not in schema.names:
@@ -308,7 +321,7 @@ class Corpus:
 
     def manifest_batches(self, columns: list[str] | None = None) -> Iterator[pa.Table]:
         """The manifest in order, a row group (or BATCH_ROWS rows) at a time, of `columns` (default all)."""
-        parquet = self._open_manifest(self.layout.manifest)
+        parquet = self._open_manifest()
         for batch in parquet.iter_batches(BATCH_ROWS, columns=columns or MANIFEST_SCHEMA.names):
             yield pa.Table.from_batches([batch])
 
@@ -321,7 +334,7 @@ class Corpus:
         # the last groups read are kept, so reading every shard in order decodes each group once.
         cached = self._groups_cache
         if cached is None or cached[0] != groups:
-            parquet = self._open_manifest(self.layout.manifest)
+            parquet = self._open_manifest()
             cached = groups, parquet.read_row_groups(list(groups), columns=MANIFEST_SCHEMA.names)
             self._groups_cache = cached
         table = cached[1]
@@ -330,15 +343,25 @@ class Corpus:
     @cached_property
     def table(self) -> pa.Table:
         """The whole manifest as one table (loaded on first use: prefer `manifest_batches` or `shard_rows`)."""
-        return pq.read_table(self.layout.manifest, columns=MANIFEST_SCHEMA.names)
+        if self.storage.local is not None:
+            return pq.read_table(self.layout.manifest, columns=MANIFEST_SCHEMA.names)
+        return self._open_manifest().read(columns=MANIFEST_SCHEMA.names)
 
-    def vouched(self, name: str) -> Path:
-        """A file index.json vouches for, after checking its size and sha256 against the index."""
-        path = self.root / name
+    def vouched(self, name: str) -> str:
+        """Check a file index.json vouches for (size and sha256) against the index; returns its location."""
+        storage = self.storage
+        path = storage.url_of(name)
         entry = self.index.files[name]
-        if not path.is_file():
-            raise CorpusError(f"{path} is missing")
-        if path.stat().st_size != entry.bytes or file_sha256(path) != entry.sha256:
+        if storage.local is not None:
+            local = self.root / name
+            if not local.is_file():
+                raise CorpusError(f"{path} is missing")
+            altered = local.stat().st_size != entry.bytes or file_sha256(local) != entry.sha256
+        else:
+            if not storage.exists(name):
+                raise CorpusError(f"{path} is missing")
+            altered = storage.size(name) != entry.bytes or storage.sha256(name) != entry.sha256
+        if altered:
             raise CorpusError(f"{path}: sha256 differs from index.json (the file was altered)")
         return path
 
@@ -346,7 +369,10 @@ class Corpus:
         """rejects.parquet, checked against the index."""
         path = self.vouched(layout.REJECTS_NAME)
         try:
-            return pq.read_table(path, schema=REJECTS_SCHEMA)
+            if self.storage.local is not None:
+                return pq.read_table(path, schema=REJECTS_SCHEMA)
+            with self.storage.open(layout.REJECTS_NAME) as handle:
+                return pq.read_table(handle, schema=REJECTS_SCHEMA)
         except (OSError, pa.ArrowException) as err:
             raise CorpusError(f"{path}: not a readable rejects table ({err})") from None
 
@@ -388,7 +414,7 @@ class Corpus:
         """spec.resolved.yaml as a mapping."""
         path = self.vouched(layout.RESOLVED_SPEC_NAME)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = yaml.safe_load(self.storage.read_bytes(layout.RESOLVED_SPEC_NAME).decode("utf-8"))
         except (OSError, ValueError, yaml.YAMLError) as err:
             raise CorpusError(f"{path}: not readable YAML ({type(err).__name__})") from None
         if not isinstance(data, dict):
@@ -407,15 +433,14 @@ class Corpus:
     def iter_samples_of(self, shard: IndexShard) -> Iterator[CorpusSample]:
         """The samples of one listed shard, in tar order (key order), each member read once."""
         allowed = set(self.index.members)
-        path = self.layout.shard(shard.path)
-        if not path.is_file():
+        if not self.shard_exists(shard.path):
             raise CorpusError(f"{shard.path}: shard is missing")
         rows = {row["key"]: row for row in self.shard_rows(shard.path).to_pylist()}
         current: str | None = None
         members: dict[str, bytes] = {}
         seen: set[str] = set()
         try:
-            for key, ext, data in read_members(path):
+            for key, ext, data in self._shard_members(shard.path):
                 if key != current:
                     if current is not None:
                         yield self._sample(shard, current, members, rows)
@@ -433,6 +458,20 @@ class Corpus:
         listed = self.shard_counts.get(shard.path, 0)
         if len(seen) != listed:
             raise CorpusError(f"{shard.path}: holds {len(seen)} samples, the manifest lists {listed}")
+
+    def shard_exists(self, relative: str) -> bool:
+        """Whether a listed shard's file is there (locally: a regular file inside OUT)."""
+        if self.storage.local is not None:
+            return self.layout.shard(relative).is_file()
+        return self.storage.exists(relative)
+
+    def _shard_members(self, relative: str) -> Iterator[tuple[str, str, bytes]]:
+        """A shard's members in tar order; from object storage streamed, never downloaded whole."""
+        if self.storage.local is not None:
+            yield from read_members(self.layout.shard(relative))
+            return
+        with self.storage.open(relative) as handle:
+            yield from read_members(handle)
 
     @property
     def shard_counts(self) -> dict[str, int]:

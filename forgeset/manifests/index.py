@@ -30,9 +30,10 @@ import pyarrow.parquet as pq
 
 from forgeset.core.faults import checkpoint
 from forgeset.manifests.bias_probe import LEAKAGE_COLUMNS, PROBE_COLUMNS, bias_probe, leakage
-from forgeset.manifests.layout import MANIFEST_NAME, REJECTS_NAME, RESOLVED_SPEC_NAME, Layout
+from forgeset.manifests.layout import INDEX_NAME, MANIFEST_NAME, REJECTS_NAME, RESOLVED_SPEC_NAME, Layout
 from forgeset.manifests.schema import FORMAT_VERSION, MANIFEST_SCHEMA, REJECTS_SCHEMA
 from forgeset.manifests.shard_reader import file_sha256
+from forgeset.manifests.storage import Storage
 
 if TYPE_CHECKING:
     from forgeset.manifests.shard_writer import ShardMarker
@@ -52,6 +53,13 @@ def index_content_sha256(index: dict[str, Any]) -> str:
 def file_entry(path: Path) -> dict[str, Any]:
     """What the index records of a file: its size and sha256."""
     return {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
+
+
+def stored_file_entry(storage: Storage, name: str) -> dict[str, Any]:
+    """`file_entry` of a file already in the corpus, on any storage (streamed, never downloaded whole)."""
+    if storage.local is not None:
+        return file_entry(storage.local_path(name))
+    return {"bytes": storage.size(name), "sha256": storage.sha256(name)}
 
 
 _LIBRARIES = (
@@ -87,8 +95,9 @@ TALLY_COLUMNS = tuple(dict.fromkeys((*COUNT_COLUMNS, *LEAKAGE_COLUMNS, *PROBE_CO
 PROBE_SAMPLE_ROWS = 100_000
 # Rows per manifest row group: bounded memory while writing, and readers can stream it.
 ROW_GROUP_ROWS = 65_536
-# Row files read ahead of the writer during finalize.
+# Row files read ahead of the writer during finalize (object storage: each read waits on a request).
 READ_AHEAD = 8
+READ_AHEAD_REMOTE = 32
 _REAL_GENERATOR = "(real)"
 _POSITION = "__position"
 
@@ -242,35 +251,51 @@ class _ParquetAppender:
         self._writer.close()
 
 
-def _read_rows(path: Path, schema: pa.Schema) -> pa.Table:
+def _read_rows(storage: Storage, name: str, schema: pa.Schema) -> pa.Table:
     """One per-shard row file, in `schema` (ParquetFile: no dataset discovery per small file)."""
-    table = pq.ParquetFile(path).read()
+    with storage.open(name) as handle:
+        table = pq.ParquetFile(handle).read()
     if not table.schema.equals(schema):
         table = table.select(schema.names).cast(schema)
     return table
 
 
-def _read_state(state: Path) -> tuple[ShardMarker, pa.Table, pa.Table]:
+def _read_state(storage: Storage, state: str) -> tuple[ShardMarker, pa.Table, pa.Table]:
+    """A shard's marker, rows and rejects, from its state stem relative to OUT."""
     # Imported here: shard_writer imports webdataset (and torch), which readers of a corpus never need.
-    from forgeset.manifests.shard_writer import read_marker
+    from forgeset.manifests.shard_writer import ShardMarker
 
-    marker = read_marker(state)
-    if marker is None:
-        raise FileNotFoundError(f"{Layout.marker_file(state)} is missing: shard not finished")
-    rows = _read_rows(Layout.rows_file(state), MANIFEST_SCHEMA)
-    return marker, rows, _read_rows(Layout.rejects_file(state), REJECTS_SCHEMA)
+    stem = Path(state)
+    marker_name = Layout.marker_file(stem).as_posix()
+    try:
+        marker = ShardMarker(**json.loads(storage.read_bytes(marker_name)))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{storage.url_of(marker_name)} is missing: shard not finished") from None
+    rows = _read_rows(storage, Layout.rows_file(stem).as_posix(), MANIFEST_SCHEMA)
+    return marker, rows, _read_rows(storage, Layout.rejects_file(stem).as_posix(), REJECTS_SCHEMA)
 
 
-def _read_states(states: Iterable[Path]) -> Iterator[tuple[ShardMarker, pa.Table, pa.Table]]:
-    """Every shard's marker, rows and rejects in plan order, READ_AHEAD files read ahead."""
-    with ThreadPoolExecutor(max_workers=4) as pool:
+def _read_states(storage: Storage, states: Iterable[str]) -> Iterator[tuple[ShardMarker, pa.Table, pa.Table]]:
+    """Every shard's marker, rows and rejects in plan order, a few files read ahead (more on object storage)."""
+    ahead = READ_AHEAD if storage.is_local else READ_AHEAD_REMOTE
+    with ThreadPoolExecutor(max_workers=4 if storage.is_local else 16) as pool:
         pending: deque[Future[tuple[ShardMarker, pa.Table, pa.Table]]] = deque()
         for state in states:
-            pending.append(pool.submit(_read_state, state))
-            if len(pending) >= READ_AHEAD:
+            pending.append(pool.submit(_read_state, storage, state))
+            if len(pending) >= ahead:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+
+def _state_name(storage: Storage, state: Path | str) -> str:
+    """A shard's state stem as a name relative to OUT (callers pass paths under a local OUT, or names)."""
+    path = Path(state)
+    if storage.local is not None:
+        for root in (storage.local, storage.local.absolute()):
+            if path.is_relative_to(root):
+                return path.relative_to(root).as_posix()
+    return path.as_posix()
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -281,39 +306,56 @@ def write_atomically(path: Path, text: str) -> None:
 
 
 def finalize(
-    out_dir: Path,
+    out_dir: Path | str | Storage,
     spec_name: str,
     spec_sha256: str,
     image_policy: dict[str, Any],
     members: list[str],
-    shard_states: list[tuple[str, Path]],
+    shard_states: list[tuple[str, Path]] | list[tuple[str, str]],
     derived_from: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Append per-shard rows in plan order to the manifest, reduce them, and write the index last."""
+    """Append per-shard rows in plan order to the manifest, reduce them, and publish the index last.
+
+    `out_dir` is a folder, a URL or a Storage; `shard_states` name each shard's state stem (a path
+    under a local OUT, or a name relative to OUT). The manifest and rejects are written to local
+    scratch files (beside their final names for a local corpus), hashed there and published
+    atomically; the index is published last.
+    """
+    storage = Storage.of(out_dir)
     shards = []
-    paths = Layout(out_dir)
     tally = ManifestTally()
-    manifest = _ParquetAppender(paths.manifest, MANIFEST_SCHEMA)
-    rejects = _ParquetAppender(paths.rejects, REJECTS_SCHEMA)
+    manifest_file = storage.scratch_file(MANIFEST_NAME)
+    rejects_file = storage.scratch_file(REJECTS_NAME)
     try:
-        splits = [split for split, _ in shard_states]
-        for split, (marker, rows, shard_rejects) in zip(splits, _read_states(s for _, s in shard_states), strict=True):
-            shards.append(
-                {
-                    "path": marker.path,
-                    "split": split,
-                    "count": marker.count,
-                    "bytes": marker.bytes,
-                    "sha256": marker.sha256,
-                }
-            )
-            manifest.write(rows)
-            rejects.write(shard_rejects)
-            tally.add(rows)
+        manifest = _ParquetAppender(manifest_file, MANIFEST_SCHEMA)
+        rejects = _ParquetAppender(rejects_file, REJECTS_SCHEMA)
+        try:
+            splits = [split for split, _ in shard_states]
+            states = (_state_name(storage, state) for _, state in shard_states)
+            for split, (marker, rows, shard_rejects) in zip(splits, _read_states(storage, states), strict=True):
+                shards.append(
+                    {
+                        "path": marker.path,
+                        "split": split,
+                        "count": marker.count,
+                        "bytes": marker.bytes,
+                        "sha256": marker.sha256,
+                    }
+                )
+                manifest.write(rows)
+                rejects.write(shard_rejects)
+                tally.add(rows)
+        finally:
+            manifest.close()
+            rejects.close()
+        files = {MANIFEST_NAME: file_entry(manifest_file), REJECTS_NAME: file_entry(rejects_file)}
+        storage.publish_file(manifest_file, MANIFEST_NAME)
+        storage.publish_file(rejects_file, REJECTS_NAME)
     finally:
-        manifest.close()
-        rejects.close()
+        manifest_file.unlink(missing_ok=True)
+        rejects_file.unlink(missing_ok=True)
     checkpoint("manifest-written")
+    files[RESOLVED_SPEC_NAME] = stored_file_entry(storage, RESOLVED_SPEC_NAME)
     index = {
         "format_version": FORMAT_VERSION,
         "name": spec_name,
@@ -327,11 +369,11 @@ def finalize(
         "leakage": tally.leakage(),
         "bias_probe": tally.bias_probe(),
         "shards": shards,
-        "files": {name: file_entry(out_dir / name) for name in VOUCHED_FILES},
+        "files": {name: files[name] for name in VOUCHED_FILES},
     }
     if derived_from:
         index["derived_from"] = derived_from
     index[SELF_HASH_FIELD] = index_content_sha256(index)
-    write_atomically(paths.index, json.dumps(index, indent=2, sort_keys=False) + "\n")
+    storage.publish_bytes((json.dumps(index, indent=2, sort_keys=False) + "\n").encode("utf-8"), INDEX_NAME)
     checkpoint("index-written")
     return index

@@ -9,14 +9,16 @@ import hashlib
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 
-def read_members(path: Path) -> Iterator[tuple[str, str, bytes]]:
+def read_members(path: Path | IO[bytes]) -> Iterator[tuple[str, str, bytes]]:
     """(key, extension, bytes) per member, keys split at the first dot as WebDataset does.
 
+    `path` is a tar file or a readable binary stream (read in one pass, e.g. from object storage).
     Only regular files are expected; anything else raises tarfile.TarError naming the member.
     """
-    with tarfile.open(path) as archive:
+    with tarfile.open(path) if isinstance(path, Path) else tarfile.open(fileobj=path, mode="r|") as archive:
         for member in archive:
             if not member.isfile():
                 raise tarfile.TarError(f"member {member.name!r} is not a regular file")

@@ -210,6 +210,12 @@ class Storage:
             with self.fs.open(self._path(*parts), "rb") as handle:
                 yield handle
 
+    def open_handle(self, *parts: str) -> IO[bytes]:
+        """A file opened for reading bytes that the caller closes (for readers that outlive a with block)."""
+        if self.local is not None:
+            return open(self.local_path(*parts), "rb")
+        return self.fs.open(self._path(*parts), "rb")
+
     def read_bytes(self, *parts: str) -> bytes:
         """A file's whole content."""
         if self.local is not None:

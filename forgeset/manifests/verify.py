@@ -98,6 +98,8 @@ def _check_annotation(sample: CorpusSample, where: str) -> None:
 def unlisted_files(corpus: Corpus) -> list[str]:
     """Files under OUT that index.json does not vouch for (build state and command outputs aside)."""
     known = set(VOUCHED_FILES) | {layout.INDEX_NAME} | {shard.path for shard in corpus.shards()}
+    if not corpus.storage.is_local:  # object storage: one listing, no folders or links
+        return [name for name in corpus.storage.list() if name not in known and not layout.is_product_path(name)]
     found = []
     for path in sorted(corpus.root.rglob("*")):
         relative = path.relative_to(corpus.root).as_posix()
@@ -113,10 +115,15 @@ def default_jobs() -> int:
 
 def _check_shard(corpus: Corpus, entry: IndexShard, sizes: set[int], hash_only: bool) -> int:
     """Check one shard's bytes against the index and, unless `hash_only`, every sample in it; returns its samples."""
-    path = corpus.layout.shard(entry.path)
-    if not path.is_file():
+    if not corpus.shard_exists(entry.path):
         raise CorpusInvalid(f"{entry.path}: shard is missing")
-    if path.stat().st_size != entry.bytes or file_sha256(path) != entry.sha256:
+    if corpus.storage.local is not None:
+        path = corpus.layout.shard(entry.path)
+        altered = path.stat().st_size != entry.bytes or file_sha256(path) != entry.sha256
+    else:  # streamed through fsspec in 1 MiB blocks
+        storage = corpus.storage
+        altered = storage.size(entry.path) != entry.bytes or storage.sha256(entry.path) != entry.sha256
+    if altered:
         raise CorpusInvalid(f"{entry.path}: sha256 differs from index.json (the shard was altered)")
     listed = corpus.shard_counts.get(entry.path, 0)
     if hash_only:
@@ -193,7 +200,7 @@ def _check_shards(
 
 
 def verify_corpus(
-    out_dir: Path,
+    out_dir: Path | str,
     progress: Callable[[int], None] | None = None,
     strict: bool = False,
     jobs: int | None = None,
@@ -204,6 +211,7 @@ def verify_corpus(
 
     `jobs` worker processes check shards (default: every CPU); `hash_only` skips decoding samples.
     `progress(n)` is called as shards finish with their sample count, after `on_total(samples)`.
+    `out_dir` is a folder or an fsspec URL (s3://...: shards are streamed, nothing is downloaded whole).
     Raises CorpusError (CorpusInvalid) naming the first file, shard or sample that is wrong;
     returns totals (shards, samples, shard bytes) and the unlisted files if all is well (`strict`:
     unlisted files are an error).
@@ -228,7 +236,8 @@ def verify_corpus(
         raise CorpusInvalid("index.json: bias_probe differs from the probe recomputed on the manifest")
     unlisted = unlisted_files(corpus)
     if strict and unlisted:
-        raise CorpusInvalid(f"{len(unlisted)} files under {out_dir} are not in index.json, e.g. {unlisted[0]}")
+        where = corpus.storage.url
+        raise CorpusInvalid(f"{len(unlisted)} files under {where} are not in index.json, e.g. {unlisted[0]}")
     orphan = tally.orphan()
     if orphan is not None:
         raise CorpusInvalid(f"sample {orphan[0]}: parent_key {orphan[1]!r} is not in the manifest")

@@ -16,6 +16,7 @@ from forgeset.builders.executors import Executor, choose_executor
 from forgeset.builders.executors.timeline import Timeline
 from forgeset.builders.planner import Plan, ShardRef, plan_build
 from forgeset.builders.preflight import preflight
+from forgeset.builders.quality_stage import shortfalls
 from forgeset.builders.shard_builder import BuildContext, ShardSummary
 from forgeset.builders.spec import LoadedSpec
 from forgeset.manifests import layout
@@ -260,6 +261,9 @@ def _build(
     if timeline is not None:
         timeline.span("finalize", "driver", started, time.time())
     result = BuildResult(out_dir=out_dir, index=index, built_shards=len(pending), reused_shards=len(done))
+    for line in shortfalls(spec, out_dir):  # quality rejects the over-generation did not make up for
+        result.warnings.append(line)
+        log.warning(line)
     missing = missing_classes(index)
     if missing:
         if strict:

@@ -57,6 +57,7 @@ class Job:
     perturb: tuple[str, ...] = ()
     perturb_seeds: tuple[int, ...] = ()
     perturb_child: bool = False
+    spare: bool = False  # planned past the generator's count (quality over-generation): kept only to fill in
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,8 @@ class Plan:
     """Planned model jobs per generator/manipulation name (perturbation children excluded)."""
     split_stage_counts: dict[str, dict[str, int]] = field(default_factory=dict)
     """Per split: base samples per real source, generator and manipulation (children excluded)."""
+    spares: dict[str, int] = field(default_factory=dict)
+    """Per generator: fakes planned beyond its count for a rejecting quality check (in `stage_counts`)."""
     _compact: _CompactPlan | None = field(default=None, repr=False)
 
     @property
@@ -247,16 +250,26 @@ def _stages(spec: Spec, sources: dict[str, SourceIndex]) -> list[_UnitStage]:
         stages.append(_UnitStage(name, "real", "real", "real", first, len(sources[name]), params))
         first += stages[-1].count
     for params in spec.generate:
+        count = planned_count(spec, params.count)
         stages.append(
-            _UnitStage(params.generator_name, "generate", "fake", stage_class(params).kind, first, params.count, params)
+            _UnitStage(params.generator_name, "generate", "fake", stage_class(params).kind, first, count, params)
         )
-        first += params.count
+        first += count
     for params in spec.manipulate:
         stage = stage_class(params)
         count = params.count * len(stage.strengths(params))
         stages.append(_UnitStage(params.generator_name, "manipulate", "fake", stage.kind, first, count, params))
         first += count
     return stages
+
+
+def planned_count(spec: Spec, count: int) -> int:
+    """Fakes planned for a generate entry of `count`: over-generated when a quality check rejects.
+
+    The spare units (index count and up) get keys and seeds like the others; each shard keeps,
+    per generator, as many fakes as it holds non-spare units: the first that pass, in unit order.
+    """
+    return math.ceil(count * spec.quality_overgenerate) if spec.quality_rejects else count
 
 
 def _captions(spec: Spec, stages: list[_UnitStage], sources: dict[str, SourceIndex]) -> dict:
@@ -519,6 +532,11 @@ def plan_build(spec: Spec, base_dir: Path, state_dir: Path | None = None) -> Pla
         counts=counts,
         stage_counts={stage.name: stage.count for stage in stages if stage.role != "real"},
         split_stage_counts=split_stage_counts,
+        spares={
+            stage.name: stage.count - stage.params.count
+            for stage in stages
+            if stage.role == "generate" and stage.count > stage.params.count
+        },
         _compact=compact,
     )
 
@@ -555,6 +573,7 @@ def _materialize(spec: Spec, plan: _CompactPlan, ref: ShardRef) -> list[Job]:
                 generator=stage.name,
                 prompt=prompt.text if prompt else None,
                 prompt_base=prompt.base if prompt else None,
+                spare=index >= stage.params.count,
             )
         else:
             parent = jobs[root_of[unit]]  # a real, earlier in unit order

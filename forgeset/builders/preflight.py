@@ -55,6 +55,8 @@ def preflight(loaded: LoadedSpec, check_models: bool = True) -> None:
             for where, params, _ in stages
             if params.device == "cuda"
         ]
+    if check_models:
+        problems += _quality_problems(loaded)
     for index, attack in enumerate(spec.adversarial):
         for number, surrogate in enumerate(attack.surrogates):
             path = Path(surrogate) if Path(surrogate).is_absolute() else base_dir / surrogate
@@ -69,6 +71,31 @@ def preflight(loaded: LoadedSpec, check_models: bool = True) -> None:
         raise SpecError(loaded.source, problems)
 
 
+def _quality_problems(loaded: LoadedSpec) -> list[Problem]:
+    """Quality checks' CLIP models and aesthetic heads that cannot load: `builtin:` names of the quality
+    builtins (tiny-clip, tiny-aesthetic), folders, or Hub ids cached when offline."""
+    from forgeset.core.builtin_models import builtin_names as all_builtins
+    from forgeset.quality import builtin_models  # noqa: F401 - registers the quality builtins
+
+    known = all_builtins("quality")
+    problems = []
+    for index, check in enumerate(loaded.spec.quality):
+        for field in ("model", "head"):
+            model = getattr(check.scorer, field, None)
+            if model is None:
+                continue
+            if is_builtin(model) and model not in known:
+                problems.append(
+                    (f"quality[{index}].{field}", f"unknown builtin model {model!r}; use one of {', '.join(known)}")
+                )
+            elif not is_builtin(model):
+                revision = getattr(check.scorer, "revision", None)
+                problem = _location_problem(model, revision, None, loaded.base_dir)
+                if problem:
+                    problems.append((f"quality[{index}].{field}", problem))
+    return problems
+
+
 def _model_problem(params: GeneratorParams, base_dir: Path) -> str | None:
     """Why `params.model` cannot be loaded on this machine, or None (it may still fail to load)."""
     model = params.model
@@ -76,6 +103,11 @@ def _model_problem(params: GeneratorParams, base_dir: Path) -> str | None:
         if model in builtin_names():
             return None
         return f"unknown builtin model {model!r}; use one of {', '.join(builtin_names())}"
+    return _location_problem(model, params.revision, getattr(params, "subfolder", None), base_dir)
+
+
+def _location_problem(model: str, revision: str | None, subfolder: str | None, base_dir: Path) -> str | None:
+    """Why a model given as a folder or Hub id cannot be loaded here, or None."""
     if ":" in model:
         return None  # a scheme its stage resolves itself (a classical method, not a model to download)
     local = Path(model).expanduser()
@@ -84,9 +116,9 @@ def _model_problem(params: GeneratorParams, base_dir: Path) -> str | None:
         return None
     if local.exists() or not _is_hub_id(model):
         return f"{model!r} is not a model folder ({local} is not a folder) nor a Hub id; fix the path"
-    if not _hub_offline() or _in_hub_cache(model, params.revision, getattr(params, "subfolder", None)):
+    if not _hub_offline() or _in_hub_cache(model, revision, subfolder):
         return None
-    at = f" at revision {params.revision!r}" if params.revision else ""
+    at = f" at revision {revision!r}" if revision else ""
     return (
         f"{model!r}{at} is neither a local folder ({local} does not exist) nor in the Hugging Face cache, "
         f"and HF_HUB_OFFLINE=1 forbids downloading it; download it first (`huggingface-cli download {model}`) "

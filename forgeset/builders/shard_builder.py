@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from forgeset.builders.planner import Job, ShardPlan, ShardRef, make_source
+from forgeset.builders.quality_stage import judge_shard
 from forgeset.builders.sources import RealSource
 from forgeset.builders.spec import Spec
 from forgeset.core.rejection import SampleRejected
@@ -26,7 +27,7 @@ from forgeset.manifests.annotations import annotation_member, mask_regions
 from forgeset.manifests.schema import RejectRecord, SampleRecord, StageRecipe
 from forgeset.manifests.shard_writer import ShardMarker, ShardWriter
 from forgeset.perturbations.adversarial import apply_attack, load_surrogates
-from forgeset.perturbations.stage import apply_perturbation
+from forgeset.perturbations.stage import PerturbStageParams, apply_perturbation, is_degraded
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,17 @@ class ShardSummary:
     marker: ShardMarker
 
 
+def _watermark(ops: list[dict]) -> dict[str, Any]:
+    """The params of the sample's last `watermark` op record, or {} when it carries no mark."""
+    marks = [record["params"] for record in ops if record.get("op") == "watermark"]
+    return marks[-1] if marks else {}
+
+
 def _record(
     job: Job, shard: ShardPlan, encoded: bytes, policy: ImagePolicy, sample: _Made, mask_area: float | None
 ) -> SampleRecord:
     recipe, output = sample.recipe, sample.output
+    mark = _watermark(sample.ops)
     return SampleRecord(
         key=job.key,
         split=job.split,
@@ -89,12 +97,15 @@ def _record(
         diffusers_version=recipe.diffusers_version,
         torch_version=recipe.torch_version,
         parent_key=job.parent_key,
-        perturbation=",".join(job.perturb) or None,
-        perturb_seeds=",".join(str(seed) for seed in job.perturb_seeds) or None,
+        perturbation=",".join(sample.perturb) or None,
+        perturb_seeds=",".join(str(seed) for seed in sample.perturb_seeds) or None,
         strength=output.strength,
         mask_area=mask_area,
         psnr=output.psnr,
         ssim=output.ssim,
+        quality_scores=sample.scores,
+        watermark_payload=mark.get("payload"),
+        watermark_bits=mark.get("bits"),
         regions=None,  # counted from the mask by build_shard
         width=policy.size,
         height=policy.size,
@@ -135,6 +146,11 @@ class _Made:
     ops: list[dict]
     recipe: StageRecipe
     output: StageOutput
+    scores: str | None = None
+    """JSON {metric: score} of the quality checks (a child keeps its parent's)."""
+    perturb: list[str] = field(default_factory=list)
+    """The stages that changed it (a stage whose every op was a no-op is left out), and their seeds."""
+    perturb_seeds: list[int] = field(default_factory=list)
 
 
 _REAL = StageRecipe()
@@ -147,27 +163,37 @@ def _base(
     outputs: dict[str, StageOutput | SampleRejected],
     recipes: dict[str, StageRecipe],
     made: dict[str, _Made],
+    scores: dict[str, str],
 ) -> _Made:
     """The sample before its own perturbations: decoded, generated, manipulated, or its parent."""
     if job.perturb_child:
         parent = made.get(job.parent_key or "")
         if parent is None:
             raise SampleRejected("parent rejected", f"{job.parent_key} could not be made")
-        return replace(parent, ops=list(parent.ops))
+        return replace(parent, ops=list(parent.ops), perturb=[], perturb_seeds=[])
     if job.generator is None:
         pixels, ops = load_real(ctx, sources[job.source or ""], job)
         return _Made(pixels, None, ops, _REAL, StageOutput(pixels=pixels))
     result = outputs[job.key]
     if isinstance(result, SampleRejected):
         raise result
-    return _Made(result.pixels, result.mask, list(result.ops), recipes[job.key], result)
+    return _Made(result.pixels, result.mask, list(result.ops), recipes[job.key], result, scores.get(job.key))
+
+
+def _marks(stage: PerturbStageParams) -> bool:
+    return any(op.type == "watermark" for op in stage.ops)
 
 
 def build_shard(ctx: BuildContext, shard: ShardPlan, batches: list[StageBatch]) -> ShardSummary:
     """Produce every sample of `shard`; a refused input becomes a reject row, never an abort.
 
     Base samples come first, then perturbation children, which start from their parent's final
-    pixels (a lineage group never spans shards, so the parent is always here).
+    pixels (a lineage group never spans shards, so the parent is always here). Fakes pass the
+    spec's quality checks first (`judge_shard`): refused ones are reject rows with their scores,
+    surplus over-generated ones and their children are not written. A perturbation that changed
+    nothing is not counted: a `replace` sample is written unperturbed, a `new` copy is a reject row.
+    A stage that embeds a watermark gets the pixels already fitted to the policy, so the mark is
+    not resized away.
     """
     outputs: dict[str, StageOutput | SampleRejected] = {}
     recipes: dict[str, StageRecipe] = {}
@@ -181,28 +207,44 @@ def build_shard(ctx: BuildContext, shard: ShardPlan, batches: list[StageBatch]) 
         for stage in ctx.spec.adversarial
         if any(name == stage.stage_name for job in shard.jobs for name in job.perturb)
     }
+    verdicts = judge_shard(ctx.spec, shard.jobs, outputs)
+    outputs.update(verdicts.rejected)
     made: dict[str, _Made] = {}
     samples: list[dict[str, Any]] = []
     records: list[SampleRecord] = []
     rejects: list[RejectRecord] = []
     localized = ctx.spec.localized
     for job in sorted(shard.jobs, key=lambda j: (j.perturb_child, j.key)):
+        if job.key in verdicts.surplus or (job.perturb_child and job.parent_key in verdicts.surplus):
+            continue
+        policy = ctx.spec.image.for_label(job.label)
         try:
-            sample = _base(job, ctx, sources, outputs, recipes, made)
+            sample = _base(job, ctx, sources, outputs, recipes, made, verdicts.scores)
+            for name, seed in zip(job.perturb, job.perturb_seeds, strict=True):
+                if name in attacks:
+                    stage, surrogates = attacks[name]
+                    sample.pixels, applied = apply_attack(stage, sample.pixels, seed, surrogates)
+                else:
+                    if _marks(stages[name]):
+                        sample.pixels, resize_ops = fit_to_policy(sample.pixels, policy)
+                        sample.ops.extend(resize_ops)
+                    sample.pixels, sample.mask, applied = apply_perturbation(
+                        stages[name], sample.pixels, sample.mask, seed
+                    )
+                    if not is_degraded(applied):
+                        sample.ops.extend(applied)
+                        if job.perturb_child:
+                            raise SampleRejected("unchanged", f"every draw of perturbation {name} left it unchanged")
+                        continue
+                sample.ops.extend(applied)
+                sample.perturb.append(name)
+                sample.perturb_seeds.append(seed)
         except SampleRejected as err:
             ref = job.item.ref if job.item else job.parent_key or ""
-            rejects.append(
-                RejectRecord(job.key, job.source or job.generator or "", ref, err.reason, err.detail, shard.path)
-            )
+            source = job.source or job.generator or ""
+            scores = verdicts.scores.get(job.key, "")
+            rejects.append(RejectRecord(job.key, source, ref, err.reason, err.detail, shard.path, scores))
             continue
-        for name, seed in zip(job.perturb, job.perturb_seeds, strict=True):
-            if name in attacks:
-                stage, surrogates = attacks[name]
-                sample.pixels, applied = apply_attack(stage, sample.pixels, seed, surrogates)
-            else:
-                sample.pixels, sample.mask, applied = apply_perturbation(stages[name], sample.pixels, sample.mask, seed)
-            sample.ops.extend(applied)
-        policy = ctx.spec.image.for_label(job.label)
         sample.pixels, resize_ops = fit_to_policy(sample.pixels, policy)
         sample.ops.extend(resize_ops)
         made[job.key] = sample

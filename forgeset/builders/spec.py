@@ -23,6 +23,7 @@ from forgeset.imaging.policy import ImagePolicy
 from forgeset.manifests.layout import HOLDOUT_SPLIT, SPLITS
 from forgeset.perturbations.adversarial import AdversarialParams
 from forgeset.perturbations.stage import PerturbStageParams
+from forgeset.quality import QualityCheck
 
 MAX_COUNT = 10_000_000
 """The most samples one `generate` entry makes, or parents one `manipulate` entry edits."""
@@ -93,6 +94,12 @@ class Spec(StrictModel):
     manipulate: list[manipulators.params_union()] = Field(default_factory=list)  # type: ignore[valid-type]
     perturb: list[PerturbStageParams] = Field(default_factory=list)
     adversarial: list[AdversarialParams] = Field(default_factory=list)
+    quality: list[QualityCheck] = Field(
+        default_factory=list, description="scores of every fake after generation; action reject drops it"
+    )
+    quality_overgenerate: float = Field(
+        1.5, ge=1.0, le=10.0, description="fakes planned per wanted fake when a quality check rejects"
+    )
     bias_gate: BiasGate = Field(default_factory=BiasGate)
 
     @model_validator(mode="wrap")
@@ -145,6 +152,9 @@ class Spec(StrictModel):
         stages = [p.stage_name for p in self.perturb] + [a.stage_name for a in self.adversarial]
         if len(stages) != len(set(stages)):
             raise ValueError(f"perturb and adversarial stage names must be unique; got {stages}")
+        metrics = [check.metric for check in self.quality]
+        if len(metrics) != len(set(metrics)):
+            raise ValueError(f"quality checks must name each metric once; got {metrics}")
         real_names = {source.source_name for source in self.real}
         for index, generator in enumerate(self.generate):
             prompts = generator.prompts or self.prompts
@@ -170,6 +180,11 @@ class Spec(StrictModel):
     def localized(self) -> bool:
         """Whether any stage edits locally: then every sample carries KEY.mask.png."""
         return any(stage_class(stage).localized for stage in (*self.generate, *self.manipulate))
+
+    @property
+    def quality_rejects(self) -> bool:
+        """Whether a quality check rejects fakes: then generators are over-planned by `quality_overgenerate`."""
+        return any(check.action == "reject" for check in self.quality)
 
     @property
     def stages(self) -> list[Any]:

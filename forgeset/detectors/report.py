@@ -277,6 +277,21 @@ def render_report(results: dict[str, Any], title: str) -> str:
                 f"<p>{_esc(name)} localization on inpainted test samples: "
                 f"F1 {_esc(loc['f1'])}, IoU {_esc(loc['iou'])} (n={_esc(loc['n'])})</p>"
             )
+        if "watermark" in entry:  # bit accuracy and AUC of the marked fakes: which degradation the mark survives
+            marks = entry["watermark"]
+            groups = [("(all marked)", marks["all"]), *marks["per_perturbation"].items()]
+            groups += [
+                (f"last op {op} {level}", m)
+                for op, levels in marks["per_degradation"].items()
+                for level, m in levels.items()
+            ]
+            sections.append(
+                f"<h2>{_esc(name)}: watermark on marked test fakes</h2>"
+                + _table(
+                    ["group", "bit accuracy", "AUC vs reals", "n marked"],
+                    [[g, m["bit_accuracy"], m["auc"], m["n"]] for g, m in groups],
+                )
+            )
     if results.get("attacks"):
         detectors = list(results["detectors"])
         rows = [[s, *[a.get(d) for d in detectors], a["n"]] for s, a in results["attacks"].items()]

@@ -2,8 +2,10 @@
 
 Protocols: per generator / kind / perturbation, a cross-generator matrix (train on one generator's
 fakes with all train reals, test on each generator), robustness per degradation op and level,
-localization of inpainting (detectors with maps), and, when the corpus holds adversarial samples,
-attack success per surrogate and its transfer to every detector.
+localization of inpainting (detectors with maps), when the corpus holds adversarial samples,
+attack success per surrogate and its transfer to every detector, and, when its fakes carry a
+recorded watermark, the watermark detector beside the passive ones: bit accuracy and detection
+AUC of the marked fakes per perturbation and per last degradation (ImageDetectBench's question).
 """
 
 from __future__ import annotations
@@ -23,13 +25,21 @@ import pyarrow.compute as pc
 from forgeset.detectors.base import Detector, detectors
 from forgeset.detectors.data import SHUFFLE_BUFFER, CorpusStream, RowFilter
 from forgeset.detectors.metrics import detection_metrics, localization_per_image
+from forgeset.detectors.watermark import WatermarkDetector
 from forgeset.manifests.corpus import Corpus
 from forgeset.manifests.layout import HOLDOUT_SPLIT, REALS_FROM
 
 
-def _make(name: str, size: int, epochs: int | None, seed: int, backbone: str | None = None) -> Detector:
+def _make(
+    name: str,
+    size: int,
+    epochs: int | None,
+    seed: int,
+    backbone: str | None = None,
+    settings: dict[str, Any] | None = None,
+) -> Detector:
     detector_cls = detectors.get(name)
-    overrides: dict[str, Any] = {"seed": seed}
+    overrides: dict[str, Any] = {"seed": seed, **(settings or {})}
     if epochs is not None:
         overrides["epochs"] = epochs
     if detector_cls.needs_backbone:
@@ -70,6 +80,8 @@ class Scored:
     surrogate: list[str | None] = field(default_factory=list)
     f1s: list[float] = field(default_factory=list)
     ious: list[float] = field(default_factory=list)
+    bit_accuracy: list[float] = field(default_factory=list)
+    """Per sample: bit accuracy against its recorded watermark payload (NaN when unmarked; watermark detector only)."""
 
     @property
     def label_array(self) -> np.ndarray:
@@ -94,6 +106,8 @@ def _score(detector: Detector, stream: CorpusStream, localize: bool = False) -> 
             out.perturbation.append(str(row["perturbation"]))
             out.level.append(_level(row) if row["perturbation"] else None)
             out.surrogate.append(_surrogate(row))
+        if isinstance(detector, WatermarkDetector):
+            out.bit_accuracy.extend(_bit_accuracies(detector, batch.images, batch.rows))
         if localize:
             # Localized edits are the samples with a non-empty mask (mask_area is -1 without one).
             inpainted = np.array([r["mask_area"] > 0 for r in batch.rows])
@@ -103,6 +117,65 @@ def _score(detector: Detector, stream: CorpusStream, localize: bool = False) -> 
                 out.f1s.extend(f1s)
                 out.ious.extend(ious)
     return out
+
+
+def _bit_accuracies(detector: WatermarkDetector, images: np.ndarray, rows: list[dict]) -> list[float]:
+    """Each row's bit accuracy against its own recorded payload; NaN for unmarked rows."""
+    marked = [i for i, row in enumerate(rows) if row.get("watermark_payload")]
+    out = [float("nan")] * len(rows)
+    if marked:
+        payloads = [rows[i]["watermark_payload"] for i in marked]
+        for i, value in zip(marked, detector.bit_accuracies(images[marked], payloads), strict=True):
+            out[i] = float(value)
+    return out
+
+
+def _watermark(scored: Scored, seed: int) -> dict[str, Any]:
+    """Bit accuracy and detection AUC (marked fakes vs all reals): overall, per perturbation, per last degradation."""
+    labels, scores = scored.label_array, scored.score_array
+    accuracy = np.array(scored.bit_accuracy, dtype=np.float64)
+    marked = ~np.isnan(accuracy)
+    reals = (labels == 0) & ~marked
+
+    def entry(index: np.ndarray) -> dict[str, Any]:
+        keep = reals | index
+        return {
+            "bit_accuracy": round(float(accuracy[index].mean()), 4),
+            "n": int(index.sum()),
+            "auc": detection_metrics(labels[keep], scores[keep], seed)["auc"],
+        }
+
+    perturbation = np.array(scored.perturbation, dtype=object)
+    level = np.array([" ".join(bucket) if bucket else "" for bucket in scored.level], dtype=object)
+    per_degradation: dict[str, dict[str, Any]] = defaultdict(dict)
+    for op, value in sorted({bucket for bucket, m in zip(scored.level, marked, strict=True) if m and bucket}):
+        per_degradation[op][value] = entry(marked & (level == f"{op} {value}"))
+    return {
+        "all": entry(marked) if marked.any() else {"bit_accuracy": None, "n": 0, "auc": None},
+        "per_perturbation": {
+            value: entry(marked & (perturbation == value)) for value in sorted(set(perturbation[marked]))
+        },
+        "per_degradation": dict(per_degradation),
+    }
+
+
+def _watermark_settings(corpus: Corpus) -> dict[str, Any] | None:
+    """The watermark detector's settings read from the corpus's marked rows, so it decodes as the build embedded;
+    the key is set only when one payload marks every sample. None when nothing is marked."""
+    table = corpus.table
+    if "watermark_payload" not in table.column_names:
+        return None
+    marked = table.filter(pc.is_valid(table["watermark_payload"])).select(["watermark_payload", "ops"])
+    if not marked.num_rows:
+        return None
+    payloads = pc.unique(marked["watermark_payload"]).to_pylist()
+    ops = json.loads(marked["ops"][0].as_py())
+    params = next(op["params"] for op in ops if op["op"] == "watermark")
+    return {
+        "payload": payloads[0] if len(payloads) == 1 else None,
+        "bits": int(params["bits"]),
+        "strength": float(params["strength"]),
+    }
 
 
 def _grouped(scored: Scored, values: list[str], seed: int) -> dict[str, Any]:
@@ -278,6 +351,9 @@ def validate_corpus(
         raise ValueError("validate needs a train and a test split")
     size = corpus.policy.size
     folder = corpus.layout.validation_dir
+    watermark = _watermark_settings(corpus)
+    if watermark is not None and "watermark" not in names:
+        names = [*names, "watermark"]
     train = CorpusStream(corpus, ["train"], shuffle=True, seed=seed, workers=workers)
     val = CorpusStream(corpus, ["val"], workers=workers) if "val" in corpus.splits else None
     results: dict[str, Any] = {"context": {}, "detectors": {}, "checkpoints": {}}
@@ -285,7 +361,8 @@ def validate_corpus(
     models: dict[str, Detector] = {}
     for name in names:
         progress(f"training {name}")
-        detector = _make(name, size, epochs, seed, backbone)
+        settings = watermark if name == "watermark" else None
+        detector = _make(name, size, epochs, seed, backbone, settings)
         models[name] = detector
         log = detector.fit(train, val, lambda message, _f, n=name: progress(f"{n}: {message}"))
         sha = detector.save(corpus.layout.checkpoint(name))
@@ -307,6 +384,8 @@ def validate_corpus(
                 entry["per_kind"] = _grouped(scored, scored.kind, seed)
                 entry["per_perturbation"] = _grouped(scored, scored.perturbation, seed)
                 entry["robustness"] = _robustness(scored)
+                if scored.bit_accuracy:
+                    entry["watermark"] = _watermark(scored, seed)
                 if scored.f1s:
                     entry["localization"] = {
                         "f1": round(float(np.mean(scored.f1s)), 4),

@@ -75,6 +75,9 @@ class SampleRecord:
     mask_area: float | None
     psnr: float | None
     ssim: float | None
+    quality_scores: str | None  # JSON {metric: score} of the spec's quality checks (fakes only)
+    watermark_payload: str | None  # hex payload of a `watermark` op (also in `ops`)
+    watermark_bits: int | None
     regions: int | None  # regions in KEY.ann.json; null when the sample has none
     width: int
     height: int
@@ -133,6 +136,7 @@ class RejectRecord:
     reason: str
     detail: str
     shard: str
+    scores: str = ""  # JSON {metric: score} when a quality check rejected it
 
 
 REJECTS_SCHEMA = pa.schema([pa.field(f.name, pa.string(), nullable=False) for f in fields(RejectRecord)])

@@ -18,7 +18,7 @@ from forgeset.builders.planner import plan_build
 from forgeset.builders.spec import load_spec
 from forgeset.detectors.watermark import decode, payload_bits
 from forgeset.manifests.corpus import Corpus
-from tests.conftest import manifest_rows, tiny_spec, write_spec
+from tests.conftest import SPECS, manifest_rows, tiny_spec, write_spec
 
 SHARPNESS = "sharpness"
 THRESHOLD = 2300.0  # the tiny generator's 32 px fakes score about 1900-3100: this refuses some of them
@@ -153,3 +153,25 @@ def test_a_no_op_degradation_is_not_counted(marked: Path) -> None:
     rejects = [r for r in _rejects(marked) if r["key"].endswith("-flatcopy")]
     assert rejects and all(r["reason"] == "unchanged" for r in rejects)
     assert all(r["detail"] == "every draw of perturbation flatcopy left it unchanged" for r in rejects)
+
+
+def test_paper_features_spec_builds_offline_and_verifies(tmp_path: Path) -> None:
+    from forgeset.manifests.verify import verify_corpus
+
+    loaded = load_spec(SPECS / "paper-features.yaml")
+    result = build_dataset(loaded, tmp_path / "out", executor=LocalExecutor())
+    assert result.warnings == []  # over-generation met the generator's count
+    verify_corpus(result.out_dir)
+    rows = manifest_rows(result.out_dir)
+    fakes = [row for row in rows.values() if row["label"] == "fake"]
+    generated = [row for row in fakes if row["generator"] == "tiny-sd" and row["parent_key"] is None]
+    assert len(generated) == 48
+    assert all(
+        row["prompt_base"].startswith("a photo of a ") and row["prompt"] != row["prompt_base"] for row in generated
+    )
+    metrics = {"clip-score", "aesthetic", "sharpness"}
+    assert all(set(json.loads(row["quality_scores"])) == metrics for row in fakes)
+    assert all(json.loads(row["quality_scores"])["clip-score"] >= 0.1 for row in fakes)
+    marked = [row for row in fakes if row["watermark_payload"]]
+    assert marked and all(len(row["watermark_payload"]) == 8 and row["watermark_bits"] == 32 for row in marked)
+    assert any(row["kind"] == "inpaint" for row in fakes)

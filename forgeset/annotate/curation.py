@@ -29,12 +29,13 @@ import pyarrow.parquet as pq
 
 from forgeset.manifests import layout
 from forgeset.manifests.annotations import (
+    ANNOTATIONS_SCHEMA,
     HUMAN_SOURCE,
-    AnnotationError,
     Region,
     annotation_member,
     make_region,
     parse_annotation,
+    read_annotations,
 )
 from forgeset.manifests.corpus import Corpus, CorpusError
 
@@ -58,20 +59,6 @@ NEAR_DUPLICATE_CAP = 0.05
 REGIONS_FIELD = "regions"
 # Region attributes besides FiftyOne's own label and bounding_box, declared so the App shows them.
 REGION_ATTRIBUTES = ("note", "source")
-ANNOTATIONS_SCHEMA = pa.schema(
-    [
-        ("key", pa.string()),
-        ("region", pa.int32()),
-        ("label", pa.string()),
-        ("x", pa.float64()),
-        ("y", pa.float64()),
-        ("w", pa.float64()),
-        ("h", pa.float64()),
-        ("note", pa.string()),
-        ("source", pa.string()),
-        ("time", pa.string()),
-    ]
-)
 FIELDS = ("key", "split", "kind", "generator", "model", "prompt", "seed", "parent_key", "ops", "sha256", "perturbation")
 
 # (phase, samples done, samples in all): called after each imported batch and each brain run.
@@ -460,22 +447,6 @@ def annotation_table(keys: list[str], detections: list[list[Any] | None], time: 
                 | {"note": region.note, "source": region.source, "time": time}
             )
     return pa.Table.from_pylist(rows, schema=ANNOTATIONS_SCHEMA)
-
-
-def read_annotations(path: Path, keys: set[str]) -> dict[str, list[Region]]:
-    """annotations.parquet as each key's regions, every row checked (an untrusted file: AnnotationError names it)."""
-    try:
-        rows = pq.read_table(path, schema=ANNOTATIONS_SCHEMA).to_pylist()
-    except Exception as err:  # untrusted file: any parse failure is one clear error
-        raise AnnotationError(f"{path}: not a readable annotations table ({type(err).__name__}: {err})") from None
-    regions: dict[str, list[Region]] = {}
-    for number, row in enumerate(rows):
-        where = f"{path}: row {number} (sample {row['key']!r})"
-        if row["key"] not in keys:
-            raise AnnotationError(f"{where}: the key is not in the corpus")
-        box = [row["x"], row["y"], row["w"], row["h"]]
-        regions.setdefault(row["key"], []).append(make_region(row["label"], box, row["note"], row["source"], where))
-    return regions
 
 
 def _read_decisions(path: Path) -> list[dict[str, Any]]:

@@ -21,9 +21,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from forgeset.manifests.layout import CorpusError
@@ -39,6 +42,23 @@ SOURCES = (MASK_SOURCE, HUMAN_SOURCE)
 # The label of a region found in a sample's mask (the edit the build made there).
 MASK_LABEL = "edited"
 DECIMALS = 6
+
+
+# OUT/annotations.parquet (written by `curate sync`, applied by `filter`): one row per region.
+ANNOTATIONS_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("region", pa.int32()),
+        ("label", pa.string()),
+        ("x", pa.float64()),
+        ("y", pa.float64()),
+        ("w", pa.float64()),
+        ("h", pa.float64()),
+        ("note", pa.string()),
+        ("source", pa.string()),
+        ("time", pa.string()),
+    ]
+)
 
 
 class AnnotationError(CorpusError, ValueError):
@@ -222,3 +242,26 @@ def mask_regions(mask: np.ndarray, label: str = MASK_LABEL) -> list[Region]:
         x, y, w, h = (round(v, DECIMALS) for v in box)
         regions.append(Region(label, (x, y, w, h), "", MASK_SOURCE))
     return regions
+
+
+def read_annotations(path: Path, keys: set[str]) -> dict[str, list[Region]]:
+    """annotations.parquet as each key's regions in region order, every row checked.
+
+    An untrusted file: a key not in `keys`, a missing or repeated region number, or a bad region
+    raises AnnotationError naming the file, the row and the key.
+    """
+    try:
+        rows = pq.read_table(path, schema=ANNOTATIONS_SCHEMA).to_pylist()
+    except Exception as err:  # any parse failure is one clear error
+        raise AnnotationError(f"{path}: not a readable annotations table ({type(err).__name__}: {err})") from None
+    numbered: dict[str, dict[int, Region]] = {}
+    for number, row in enumerate(rows):
+        where = f"{path}: row {number} (sample {row['key']!r})"
+        if row["key"] not in keys:
+            raise AnnotationError(f"{where}: the key is not in the corpus")
+        regions = numbered.setdefault(row["key"], {})
+        if row["region"] is None or row["region"] < 0 or row["region"] in regions:
+            raise AnnotationError(f"{where}: field region {row['region']!r} is missing, negative or repeated")
+        box = [row["x"], row["y"], row["w"], row["h"]]
+        regions[row["region"]] = make_region(row["label"], box, row["note"], row["source"], where)
+    return {key: [regions[n] for n in sorted(regions)] for key, regions in numbered.items()}

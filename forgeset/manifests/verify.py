@@ -27,10 +27,12 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from PIL import Image
 
 from forgeset.manifests import layout
-from forgeset.manifests.annotations import parse_annotation
+from forgeset.manifests.annotations import AnnotationError, parse_annotation, read_annotations
 from forgeset.manifests.corpus import Corpus, CorpusError, CorpusSample, IndexShard
 from forgeset.manifests.index import TALLY_COLUMNS, VOUCHED_FILES, ManifestTally
 from forgeset.manifests.schema import LABELS
@@ -93,6 +95,24 @@ def _check_annotation(sample: CorpusSample, where: str) -> None:
     if count != sample.row["regions"]:
         listed = sample.row["regions"]
         raise CorpusInvalid(f"{where}: {count or 0} regions in {layout.ANN_MEMBER}, the manifest says {listed}")
+
+
+def _check_annotations_table(corpus: Corpus) -> None:
+    """OUT/annotations.parquet (curate sync's regions, which `filter` applies), when there: every row valid."""
+    path = corpus.layout.annotations
+    if not path.is_file():  # none synced (or a corpus on object storage, where sync never writes)
+        return
+    try:
+        listed = pq.read_table(path, columns=["key"])["key"].unique()
+    except Exception as err:  # any parse failure is one clear error
+        raise CorpusInvalid(f"{path}: not a readable annotations table ({type(err).__name__}: {err})") from None
+    known: set[str] = set()
+    for batch in corpus.manifest_batches(["key"]):  # only the table's keys are held, never the manifest's
+        known.update(batch["key"].filter(pc.is_in(batch["key"], value_set=listed)).to_pylist())
+    try:
+        read_annotations(path, known)
+    except AnnotationError as err:
+        raise CorpusInvalid(str(err)) from None
 
 
 def unlisted_files(corpus: Corpus) -> list[str]:
@@ -238,6 +258,7 @@ def verify_corpus(
     if strict and unlisted:
         where = corpus.storage.url
         raise CorpusInvalid(f"{len(unlisted)} files under {where} are not in index.json, e.g. {unlisted[0]}")
+    _check_annotations_table(corpus)
     orphan = tally.orphan()
     if orphan is not None:
         raise CorpusInvalid(f"sample {orphan[0]}: parent_key {orphan[1]!r} is not in the manifest")

@@ -425,10 +425,12 @@ def render_card(corpus: Corpus, repo_id: str, tiers: dict[str, int]) -> str:
     if corpus.localized:
         members.append([md_code(f"KEY.{layout.MASK_MEMBER}"), "the edit mask (255 edited, 0 untouched)"])
     if layout.ANN_MEMBER in corpus.index.members:
+        annotated = sum(1 for row in corpus.rows if row["regions"])
         members.append(
             [
                 md_code(f"KEY.{layout.ANN_MEMBER}"),
-                "optional: regions, each a `label`, a relative `box` [x, y, w, h], `box_px` [x0, y0, x1, y1] "
+                f"optional ({annotated} of {len(corpus.rows)} samples have one): regions, each a `label`, "
+                "a relative `box` [x, y, w, h], `box_px` [x0, y0, x1, y1] "
                 "(end-exclusive), a free-text `note` and its `source` (`mask`: a box around one connected part of "
                 "the mask, made by the build; `human`: drawn by a curator in FiftyOne)",
             ]

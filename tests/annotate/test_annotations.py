@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shutil
@@ -19,7 +20,7 @@ from typer.testing import CliRunner
 
 from forgeset.cli import app
 from forgeset.manifests.verify import verify_corpus
-from tests.conftest import manifest_rows, tiny_spec
+from tests.conftest import manifest_rows, rehash_index, tiny_spec
 
 
 def _inpaint_spec() -> dict:
@@ -116,6 +117,12 @@ def test_a_region_drawn_in_fiftyone_reaches_the_published_release(inpainted: Pat
         detections=[fo.Detection(label="hands", bounding_box=[0.1, 0.2, 0.3, 0.4], note=note)]
     )
     sample.save()
+    # A re-import keeps what the curator drew (and the mask regions of the others).
+    assert CliRunner().invoke(app, ["curate", str(out), "--name", "t-ann-flow"]).exit_code == 0
+    sample = fo.load_dataset("t-ann-flow").match(fo.ViewField("key") == real_key).first()
+    assert [(d.label, d.bounding_box, d["note"]) for d in sample["regions"].detections] == [
+        ("hands", [0.1, 0.2, 0.3, 0.4], note)
+    ]
     result = CliRunner().invoke(app, ["curate", "sync", str(out), "--name", "t-ann-flow"])
     assert result.exit_code == 0, result.output
     mask_regions = sum(len(json.loads(m["ann.json"])["regions"]) for m in samples.values() if "ann.json" in m)
@@ -157,6 +164,7 @@ def test_a_region_drawn_in_fiftyone_reaches_the_published_release(inpainted: Pat
     assert json.loads(released[real_key]["ann.json"]) == document
     card = (release / "README.md").read_text()
     assert "`KEY.ann.json`" in card and "- name: ann.json" in card  # documented, and a declared feature
+    assert f"optional (7 of {len(samples)} samples have one)" in card
     import datasets
 
     split = manifest_rows(target)[real_key]["split"]
@@ -204,3 +212,50 @@ def test_a_doctored_annotations_table_is_refused_by_filter(inpainted: Path, tmp_
     result = CliRunner().invoke(app, ["filter", str(out), "--out", str(tmp_path / "v2")])
     assert result.exit_code == 2, result.output
     assert f"row 0 (sample {rows[0]['key']!r})" in result.output and "field label" in result.output
+    result = CliRunner().invoke(app, ["verify", str(out)])  # verify checks the side table too
+    assert result.exit_code == 1 and "field label" in result.output, result.output
+    rows[0]["label"], rows[0]["key"] = "ok", "not-a-key"
+    pq.write_table(type(table).from_pylist(rows, schema=table.schema), out / "annotations.parquet")
+    result = CliRunner().invoke(app, ["verify", str(out)])
+    assert result.exit_code == 1 and "row 0 (sample 'not-a-key'): the key is not in the corpus" in result.output
+
+
+def _rewrite_member(out: Path, key: str, ext: str, data: bytes) -> None:
+    """Replace one member of a shard and re-vouch the shard in index.json (as an attacker would)."""
+    rows = manifest_rows(out)
+    tar = out / rows[key]["shard"]
+    with tarfile.open(tar) as archive:
+        members = [(m, archive.extractfile(m).read()) for m in archive]  # type: ignore[union-attr]
+    with tarfile.open(tar, "w") as archive:
+        for info, content in members:
+            if info.name == f"{key}.{ext}":
+                content, info.size = data, len(data)
+            archive.addfile(info, io.BytesIO(content))
+
+    def revouch(index: dict) -> None:
+        for shard in index["shards"]:
+            if shard["path"] == rows[key]["shard"]:
+                shard["bytes"], shard["sha256"] = tar.stat().st_size, hashlib.sha256(tar.read_bytes()).hexdigest()
+
+    rehash_index(out, revouch)
+
+
+def test_verify_checks_every_annotation_member(inpainted: Path, tmp_path: Path) -> None:
+    out = tmp_path / "corpus"
+    shutil.copytree(inpainted, out, ignore=shutil.ignore_patterns("media"))
+    key = sorted(k for k, m in _members(out).items() if "ann.json" in m)[0]
+    original = _members(out)[key]["ann.json"]
+    document = json.loads(original)
+    document["regions"][0]["box"][2] = 0.0
+    _rewrite_member(out, key, "ann.json", json.dumps(document).encode())
+    result = CliRunner().invoke(app, ["verify", str(out)])
+    assert result.exit_code == 1, result.output
+    assert f"sample {key}: field regions.0.box: Value error" in result.output
+    assert "has a width or height <= 0" in result.output
+    document = json.loads(original)
+    document["regions"] = document["regions"] * 2  # valid, but not the count the manifest records
+    _rewrite_member(out, key, "ann.json", json.dumps(document).encode())
+    result = CliRunner().invoke(app, ["verify", str(out)])
+    assert result.exit_code == 1, result.output
+    regions = manifest_rows(out)[key]["regions"]
+    assert f"sample {key}: {2 * regions} regions in ann.json, the manifest says {regions}" in result.output

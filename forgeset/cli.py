@@ -111,10 +111,38 @@ def _corpus_refused(err: Exception) -> typer.Exit:
     return _fail(str(err), 1 if isinstance(err, CorpusInvalid) else SPEC_ERROR_EXIT)
 
 
+def _out_location(out: str) -> Path | str:
+    """OUT as given on the command line: a URL stays a string (a Path would turn s3:// into s3:/)."""
+    from forgeset.manifests.storage import is_url
+
+    return out if is_url(out) else Path(out)
+
+
+def _ray_resources(text: str | None) -> dict[str, float]:
+    """--ray-resources: a JSON object of resource names to positive amounts."""
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except ValueError as err:
+        raise _fail(f"--ray-resources: not JSON ({err})", SPEC_ERROR_EXIT) from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for k, v in data.items()
+    ):
+        example = '{"writer": 1}'
+        raise _fail(
+            f"--ray-resources: expected a JSON object of names to positive numbers, e.g. {example}", SPEC_ERROR_EXIT
+        )
+    return {name: float(amount) for name, amount in data.items()}
+
+
 @build_app.command("dataset")
 def build_dataset_command(
     spec: Annotated[Path, typer.Option("--spec", help="YAML spec file")],
-    out: Annotated[Path | None, typer.Option("--out", help="output folder [default: out/SPEC_NAME]")] = None,
+    out: Annotated[
+        str | None,
+        typer.Option("--out", help="output folder or object-storage URL (s3://bucket/corpus) [default: out/SPEC_NAME]"),
+    ] = None,
     workers: Annotated[
         int | None, typer.Option("--workers", min=1, help="parallel CPU workers [default: CPU count]")
     ] = None,
@@ -143,6 +171,12 @@ def build_dataset_command(
     shared_fs: Annotated[
         bool, typer.Option("--shared-fs", help="OUT is on a filesystem every node of the Ray cluster mounts")
     ] = False,
+    ray_resources: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-resources", help="custom Ray resources each shard task asks for, as JSON: '{\"writer\": 1}'"
+        ),
+    ] = None,
     timeline: Annotated[
         Path | None, typer.Option("--timeline", help="write a Chrome-trace JSON of shards, batches and hosts")
     ] = None,
@@ -176,6 +210,9 @@ def build_dataset_command(
         raise _fail(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor_name!r}", SPEC_ERROR_EXIT)
     if executor_name == "local" and ray_address:
         raise _fail("--ray-address needs --executor ray", SPEC_ERROR_EXIT)
+    task_resources = _ray_resources(ray_resources)
+    if task_resources and executor_name != "ray":
+        raise _fail("--ray-resources needs --executor ray", SPEC_ERROR_EXIT)
     try:
         loaded = load_spec(spec)
     except SpecError as err:
@@ -183,12 +220,14 @@ def build_dataset_command(
     if plan_only:
         _print_plan(loaded)
         return
-    out_dir = out or Path("out") / loaded.spec.name
+    out_dir = _out_location(out) if out else Path("out") / loaded.spec.name
     executor: Executor
     if executor_name == "local":
         executor = LocalExecutor()
     elif executor_name == "ray":
-        executor = RayExecutor(workers or os.cpu_count() or 1, ray_address, shared_fs=shared_fs)
+        executor = RayExecutor(
+            workers or os.cpu_count() or 1, ray_address, shared_fs=shared_fs, task_resources=task_resources
+        )
     else:
         executor = choose_executor(loaded.spec, workers, ray_address, shared_fs)
     columns = (
@@ -278,7 +317,7 @@ def build_dataset_command(
 
 @app.command()
 def verify(
-    out: Annotated[Path, typer.Argument(help="a built corpus folder")],
+    out: Annotated[str, typer.Argument(help="a built corpus folder or URL (s3://bucket/corpus)")],
     strict: Annotated[
         bool, typer.Option("--strict", help="fail on files under OUT that index.json does not list")
     ] = False,
@@ -299,7 +338,7 @@ def verify(
         with Progress(console=console, transient=True, disable=not console.is_terminal) as bar:
             task = bar.add_task("hashing" if hash_only else "verifying", total=None)
             totals = verify_corpus(
-                out,
+                _out_location(out),
                 progress=lambda n: bar.advance(task, n),
                 strict=strict,
                 jobs=jobs,

@@ -1,12 +1,20 @@
-"""`forgeset build dataset`: plan, resume, execute (Ray or in-process), finalize the manifest and index."""
+"""`forgeset build dataset`: plan, resume, execute (Ray or in-process), finalize the manifest and index.
+
+OUT is a local folder or an fsspec URL (s3://, gs://, memory://): every file of OUT is read and
+written through `Storage`. For a URL, the driver's own state (source listings, the prompt cache)
+lives in a local folder keyed by the URL, and the build lock is a local file (see build_lock).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import shutil
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,9 +27,11 @@ from forgeset.builders.preflight import preflight
 from forgeset.builders.quality_stage import shortfalls
 from forgeset.builders.shard_builder import BuildContext, ShardSummary
 from forgeset.builders.spec import LoadedSpec
+from forgeset.core.builtin_models import cache_root
 from forgeset.manifests import layout
-from forgeset.manifests.index import finalize, write_atomically
-from forgeset.manifests.shard_writer import file_sha256, read_marker, tar_stamp
+from forgeset.manifests.index import finalize
+from forgeset.manifests.shard_writer import ShardMarker, file_sha256, tar_stamp
+from forgeset.manifests.storage import TMP_SUFFIX, Storage, is_url
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +60,8 @@ CLASSES = ("real", "fake")
 class BuildResult:
     """What a build did: where, the index it wrote, how many shards it reused, what it warns about."""
 
-    out_dir: Path
+    out_dir: Path | str
+    """OUT: a local folder, or the URL (without credentials) of a corpus on object storage."""
     index: dict[str, Any]
     built_shards: int
     reused_shards: int
@@ -71,11 +82,38 @@ def missing_class_message(missing: list[str]) -> str:
     )
 
 
-def prepare_output(out_dir: Path, spec_sha256: str, fresh: bool, overwrite: bool) -> BuildLock:
+# Names under OUT, relative (the same on every storage).
+_STATE = layout.Layout(Path())
+SPEC_HASH = _STATE.spec_hash.as_posix()
+SHARD_STATES = _STATE.shard_states.as_posix()
+SPLIT_DIRS = tuple(folder.as_posix() for folder in _STATE.split_dirs())
+
+
+def output_storage(out: Path | str) -> Storage:
+    """OUT as a Storage: a URL as given, a local path made absolute."""
+    return Storage(out if is_url(out) else Path(out).absolute())
+
+
+def driver_state_dir(storage: Storage) -> Path:
+    """Where the driver keeps the build's local state (source listings, prompt cache).
+
+    OUT/.forgeset for a local OUT; for object storage a folder under the cache keyed by the URL,
+    which the planner reads and writes as local files.
+    """
+    if storage.local is not None:
+        return layout.Layout(storage.local).state_dir
+    return cache_root() / "remote-builds" / hashlib.sha256(storage.url.encode()).hexdigest()[:32]
+
+
+def prepare_output(out_dir: Path | str | Storage, spec_sha256: str, fresh: bool, overwrite: bool) -> BuildLock:
     """Make OUT ready: new, resumable (same spec), or replaced (--overwrite); refuse otherwise.
 
     Returns the build lock, taken before anything in OUT is changed; the caller releases it.
     """
+    storage = Storage.of(out_dir)
+    if storage.local is None:
+        return _prepare_remote(storage, spec_sha256, fresh, overwrite)
+    out_dir = storage.local
     paths = layout.Layout(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not _is_build_output(paths):
         raise OutputConflict(f"{out_dir} exists and is not a forgeset build's output; choose another --out")
@@ -89,6 +127,40 @@ def prepare_output(out_dir: Path, spec_sha256: str, fresh: bool, overwrite: bool
         lock.release()
         raise
     return lock
+
+
+def _prepare_remote(storage: Storage, spec_sha256: str, fresh: bool, overwrite: bool) -> BuildLock:
+    """`prepare_output` for object storage: one listing, a local lock keyed by the URL, batched deletes."""
+    try:
+        lock = BuildLock.acquire(BuildLock.path_for(storage), target=storage.url)
+    except BuildLocked as err:
+        raise OutputConflict(str(err)) from None
+    try:
+        names = storage.list()
+        if names and SPEC_HASH not in names:
+            raise OutputConflict(f"{storage.url} exists and is not a forgeset build's output; choose another --out")
+        resume = SPEC_HASH in names
+        if resume:
+            existing = storage.read_bytes(SPEC_HASH).decode().strip()
+            if existing != spec_sha256 and not overwrite:
+                raise OutputConflict(_different_spec(storage.url, existing, spec_sha256))
+            resume = existing == spec_sha256 and not fresh
+            if not resume:
+                storage.remove_many(names)
+        if not resume:
+            shutil.rmtree(driver_state_dir(storage), ignore_errors=True)
+        storage.publish_bytes((spec_sha256 + "\n").encode(), SPEC_HASH)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def _different_spec(out: object, existing: str, spec_sha256: str) -> str:
+    return (
+        f"{out} holds a build of a different spec (sha256 {existing[:12]}..., this spec "
+        f"{spec_sha256[:12]}...); pass --overwrite to replace it or choose another --out"
+    )
 
 
 def _is_build_output(paths: layout.Layout) -> bool:
@@ -108,10 +180,7 @@ def _reset_for(paths: layout.Layout, spec_sha256: str, fresh: bool, overwrite: b
     if state_hash.exists():
         existing = state_hash.read_text().strip()
         if existing != spec_sha256 and not overwrite:
-            raise OutputConflict(
-                f"{out_dir} holds a build of a different spec (sha256 {existing[:12]}..., this spec "
-                f"{spec_sha256[:12]}...); pass --overwrite to replace it or choose another --out"
-            )
+            raise OutputConflict(_different_spec(out_dir, existing, spec_sha256))
         if existing != spec_sha256 or fresh:
             for child in out_dir.iterdir():
                 if child == paths.state_dir:
@@ -124,16 +193,26 @@ def _reset_for(paths: layout.Layout, spec_sha256: str, fresh: bool, overwrite: b
     state_hash.write_text(spec_sha256 + "\n")
 
 
+def _marker_name(state: str) -> str:
+    return layout.Layout.marker_file(Path(state)).as_posix()
+
+
 def finished_shards(ctx: BuildContext, plan: Plan, verify: bool = False) -> set[str]:
     """Shards whose marker exists and whose tar is the one it records.
 
-    A marker whose stamp (size and modification time) matches the tar is trusted without reading
-    the tar; `verify`, or a marker written before stamps, re-hashes it against the recorded sha256.
+    A marker whose stamp (size and modification time; on object storage size and ETag) matches
+    the tar is trusted without reading the tar; `verify`, or a marker written before stamps,
+    re-hashes it against the recorded sha256. On object storage every stamp comes from one
+    listing and the markers are read in parallel.
     """
+    storage = ctx.storage
+    if storage.local is None:
+        return _finished_remote(ctx, storage, plan, verify)
     done = set()
     for shard in plan.shards:
-        marker = read_marker(ctx.shard_state(shard))
-        tar = ctx.out_dir / shard.path
+        marker_file = storage.local_path(_marker_name(ctx.shard_state(shard)))
+        marker = ShardMarker(**json.loads(marker_file.read_text())) if marker_file.exists() else None
+        tar = storage.local_path(shard.path)
         if marker is None or not tar.exists() or marker.bytes != tar.stat().st_size:
             continue
         trusted = not verify and bool(marker.stamp) and marker.stamp == tar_stamp(tar)
@@ -142,12 +221,39 @@ def finished_shards(ctx: BuildContext, plan: Plan, verify: bool = False) -> set[
     return done
 
 
+def _finished_remote(ctx: BuildContext, storage: Storage, plan: Plan, verify: bool) -> set[str]:
+    stamps = storage.stamps()
+    candidates = [s for s in plan.shards if s.path in stamps and _marker_name(ctx.shard_state(s)) in stamps]
+
+    def finished(shard: ShardRef) -> bool:
+        marker = ShardMarker(**json.loads(storage.read_bytes(_marker_name(ctx.shard_state(shard)))))
+        stamp = stamps[shard.path]
+        if str(marker.bytes) != stamp.partition(":")[0]:
+            return False
+        trusted = not verify and bool(marker.stamp) and marker.stamp == stamp
+        return trusted or marker.sha256 == storage.sha256(shard.path)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:  # each marker is a request: overlap their latency
+        return {shard.path for shard, ok in zip(candidates, pool.map(finished, candidates), strict=True) if ok}
+
+
 def remove_leftovers(ctx: BuildContext, plan: Plan, done: set[str]) -> int:
     """Delete temp files and the outputs of unfinished shards (an interrupted build's debris)."""
+    storage = ctx.storage
+    keep_state = {Path(ctx.shard_state(s)).name for s in plan.shards if s.path in done}
+    if storage.local is None:  # one listing, one batched delete
+        stale = [
+            name
+            for name in storage.list()
+            if name.endswith(TMP_SUFFIX)
+            or (name.split("/", 1)[0] in SPLIT_DIRS and name not in done)
+            or (name.startswith(SHARD_STATES + "/") and name.rpartition("/")[2].split(".")[0] not in keep_state)
+        ]
+        storage.remove_many(stale)
+        return len(stale)
     removed = 0
-    keep_tars = {ctx.out_dir / path for path in done}
-    keep_state = {ctx.shard_state(s).name for s in plan.shards if s.path in done}
-    paths = layout.Layout(ctx.out_dir)
+    keep_tars = {storage.local_path(path) for path in done}
+    paths = layout.Layout(storage.local)
     for folder in paths.split_dirs():
         for path in folder.glob("*") if folder.is_dir() else []:
             if path not in keep_tars:
@@ -157,12 +263,15 @@ def remove_leftovers(ctx: BuildContext, plan: Plan, done: set[str]) -> int:
         if path.name.split(".")[0] not in keep_state:
             path.unlink()
             removed += 1
+    for path in paths.root.glob(f"*{TMP_SUFFIX}"):  # a finalize killed before publishing its files
+        path.unlink()
+        removed += 1
     return removed
 
 
 def build_dataset(
     loaded: LoadedSpec,
-    out_dir: Path,
+    out_dir: Path | str,
     workers: int | None = None,
     executor: Executor | None = None,
     fresh: bool = False,
@@ -174,7 +283,7 @@ def build_dataset(
     strict: bool = False,
     timeline: Path | None = None,
 ) -> BuildResult:
-    """Build (or resume) the corpus of `loaded` into `out_dir`.
+    """Build (or resume) the corpus of `loaded` into `out_dir` (a folder or an fsspec URL).
 
     `on_plan(total_samples, total_shards, done_samples, done_shards)` is called once planning is
     done (done = reused from an earlier run); `progress(done_samples, done_shards)` after each
@@ -187,14 +296,14 @@ def build_dataset(
     preflight(loaded)  # what would fail later on a worker fails now, before OUT is touched
     spec = loaded.spec
     spec_sha256 = spec.sha256()
-    out_dir = out_dir.absolute()
-    lock = prepare_output(out_dir, spec_sha256, fresh, overwrite)
+    storage = output_storage(out_dir)
+    lock = prepare_output(storage, spec_sha256, fresh, overwrite)
     runner = executor or choose_executor(spec, workers)
     recorder = Timeline() if timeline is not None else None
     runner.timeline = recorder
     try:
         return _build(
-            loaded, out_dir, spec_sha256, runner, progress, on_plan, stop or threading.Event(), verify, strict, recorder
+            loaded, storage, spec_sha256, runner, progress, on_plan, stop or threading.Event(), verify, strict, recorder
         )
     finally:
         try:
@@ -207,7 +316,7 @@ def build_dataset(
 
 def _build(
     loaded: LoadedSpec,
-    out_dir: Path,
+    storage: Storage,
     spec_sha256: str,
     runner: Executor,
     progress: Callable[[int, int], Any] | None,
@@ -218,13 +327,13 @@ def _build(
     timeline: Timeline | None,
 ) -> BuildResult:
     spec = loaded.spec
-    paths = layout.Layout(out_dir)
-    write_atomically(paths.resolved_spec, spec.resolved_yaml())
-    paths.index.unlink(missing_ok=True)  # the index marks a complete build; it is rewritten last
-    ctx = BuildContext(spec=spec, base_dir=loaded.base_dir, out_dir=out_dir)
+    out_dir: Path | str = storage.local if storage.local is not None else storage.url
+    storage.publish_bytes(spec.resolved_yaml().encode("utf-8"), layout.RESOLVED_SPEC_NAME)
+    storage.remove(layout.INDEX_NAME)  # the index marks a complete build; it is rewritten last
+    ctx = BuildContext(spec=spec, base_dir=loaded.base_dir, out_dir=str(storage.local or storage.url_of()))
     runner.start(ctx)  # a cluster and model loading start while the sources are listed
     started = time.time()
-    plan = plan_build(spec, loaded.base_dir, paths.state_dir)
+    plan = plan_build(spec, loaded.base_dir, driver_state_dir(storage))
     if timeline is not None:
         timeline.span("plan", "driver", started, time.time(), shards=len(plan.shards), jobs=plan.total_jobs)
     planned_missing = [label for label, planned in _planned_classes(plan).items() if not planned]
@@ -257,11 +366,12 @@ def _build(
     started = time.time()
     states = [(shard.split, ctx.shard_state(shard)) for shard in plan.shards]
     members = layout.sample_members(spec.image.formats(), spec.localized)
-    index = finalize(out_dir, spec.name, spec_sha256, spec.image.model_dump(mode="json"), members, states)
+    index = finalize(storage, spec.name, spec_sha256, spec.image.model_dump(mode="json"), members, states)
     if timeline is not None:
         timeline.span("finalize", "driver", started, time.time())
     result = BuildResult(out_dir=out_dir, index=index, built_shards=len(pending), reused_shards=len(done))
-    for line in shortfalls(spec, out_dir):  # quality rejects the over-generation did not make up for
+    # quality rejects the over-generation did not make up for (read from a local OUT only, for now)
+    for line in shortfalls(spec, storage.local) if storage.local is not None else []:
         result.warnings.append(line)
         log.warning(line)
     missing = missing_classes(index)

@@ -26,6 +26,7 @@ from forgeset.manifests import layout
 from forgeset.manifests.annotations import annotation_member, mask_regions
 from forgeset.manifests.schema import RejectRecord, SampleRecord, StageRecipe
 from forgeset.manifests.shard_writer import ShardMarker, ShardWriter
+from forgeset.manifests.storage import Storage
 from forgeset.perturbations.adversarial import apply_attack, load_surrogates
 from forgeset.perturbations.stage import PerturbStageParams, apply_perturbation, is_degraded
 
@@ -36,11 +37,17 @@ class BuildContext:
 
     spec: Spec
     base_dir: Path
-    out_dir: Path
+    out_dir: str
+    """OUT: a local folder or an fsspec URL (s3://...), as a string: a Path would mangle a URL."""
 
-    def shard_state(self, shard: ShardPlan | ShardRef) -> Path:
-        """Stem of the shard's rows/rejects/marker files."""
-        return layout.Layout(self.out_dir).shard_state(shard.split, shard.index)
+    @property
+    def storage(self) -> Storage:
+        """OUT's storage, built on use (cheap: fsspec keeps its filesystem instances)."""
+        return Storage.of(self.out_dir)
+
+    def shard_state(self, shard: ShardPlan | ShardRef) -> str:
+        """Stem of the shard's rows/rejects/marker files, relative to OUT (.forgeset/shards/train-00003)."""
+        return layout.Layout(Path()).shard_state(shard.split, shard.index).as_posix()
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from forgeset.builders.shard_builder import BuildContext, ShardSummary, StageBat
 from forgeset.builders.sources import RealSource
 from forgeset.builders.stage_runner import run_stage
 from forgeset.generators import GeneratorParams
+from forgeset.manifests.storage import is_url
 
 
 class StageHost:
@@ -88,7 +89,7 @@ def local_cluster_on_loopback() -> None:
 
 def check_output_reachable(out: str, alive_nodes: int, shared_fs: bool) -> None:
     """Refuse a local-path OUT on a cluster of several nodes: a task on another node would write to its own disk."""
-    if alive_nodes > 1 and "://" not in out and not shared_fs:
+    if alive_nodes > 1 and (not is_url(out) or out.startswith("file://")) and not shared_fs:
         raise OutputNotShared(
             f"the Ray cluster has {alive_nodes} nodes and --out {out} is a local path: shards built on other "
             "nodes would be written to their own disks; use an object-storage URL (s3://...) or pass --shared-fs "
@@ -128,10 +129,14 @@ class RayExecutor(Executor):
         stop_grace_s: float = 60.0,
         shared_fs: bool = False,
         window: int | None = None,
+        task_resources: dict[str, float] | None = None,
     ) -> None:
         self.workers = max(1, workers)
         self.address = address
         self.shared_fs = shared_fs
+        # Custom Ray resources every shard task asks for (--ray-resources): pins shards to the nodes
+        # that offer them, e.g. writer nodes near the object store.
+        self.task_resources = dict(task_resources or {})
         # Shards in flight: enough that a shard's writing overlaps the next one's generation.
         self.window = window or max(2, self.workers)
         # After a stop request, shards in flight get this long to finish before they are discarded.
@@ -229,7 +234,7 @@ class RayExecutor(Executor):
 
         self.start(ctx)
         # A shard task is idempotent (temporary name, rename, marker last): retry a lost worker.
-        task = ray.remote(_shard_task).options(num_cpus=1, max_retries=2)
+        task = ray.remote(_shard_task).options(num_cpus=1, max_retries=2, resources=self.task_resources)
         turn = dict.fromkeys(self._serving, 0)
         host_free_at: dict[int, float] = {}
         batch_host: dict[Any, tuple[int, str, float]] = {}

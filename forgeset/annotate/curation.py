@@ -146,6 +146,8 @@ class _Importer:
         self.fo, self.corpus, self.dataset, self.media, self.progress = fo, corpus, dataset, media, progress
         self.detectors = _load_detectors(corpus)
         self.existing = set(dataset.values("key")) if len(dataset) else set()
+        # Samples whose regions were set before: a re-import keeps what a curator drew (or deleted).
+        self.with_regions = set(dataset.exists(REGIONS_FIELD).values("key")) if len(dataset) else set()
         self.embeddings = Embeddings()
         self.done = 0
 
@@ -190,6 +192,7 @@ class _Importer:
         predictions = self._predictions(pending) if self.detectors else {}
         new: list[Any] = []
         known: list[Any] = []
+        unset: dict[str, Any] = {}
         for index, row in enumerate(pending.rows):
             sample = fo.Sample(filepath=str(pending.images[index]), tags=[row["split"]])
             sample["ground_truth"] = fo.Classification(label=row["label"])
@@ -205,10 +208,12 @@ class _Importer:
                     confidence=max(score, 1 - score),
                     logits=[float(np.log(1 - score + 1e-8)), float(np.log(score + 1e-8))],
                 )
-            if row["key"] in self.existing:  # a re-import keeps the regions a curator drew
+            regions = pending.regions[index]
+            if row["key"] in self.existing:
                 known.append(sample)
+                if regions is not None and row["key"] not in self.with_regions:
+                    unset[row["key"]] = _detections(fo, regions)
             else:
-                regions = pending.regions[index]
                 if regions is not None:
                     sample[REGIONS_FIELD] = _detections(fo, regions)
                 new.append(sample)
@@ -216,6 +221,9 @@ class _Importer:
             self.dataset.add_samples(new, progress=False)
         if known:  # a re-import: update fields, keep the tags a curator added
             self.dataset.merge_samples(known, key_field="key", progress=False)
+        if unset:  # known samples imported before they had regions (an older corpus or forgeset)
+            view = self.dataset.select_by("key", list(unset), ordered=True)
+            view.set_values(REGIONS_FIELD, list(unset.values()))
         self.done += len(pending.rows)
         if self.progress:
             self.progress("importing", self.done, self.corpus.table.num_rows)

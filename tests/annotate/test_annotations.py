@@ -259,3 +259,20 @@ def test_verify_checks_every_annotation_member(inpainted: Path, tmp_path: Path) 
     assert result.exit_code == 1, result.output
     regions = manifest_rows(out)[key]["regions"]
     assert f"sample {key}: {2 * regions} regions in ann.json, the manifest says {regions}" in result.output
+
+
+def test_reimport_fills_regions_never_set_and_keeps_deleted_ones(inpainted: Path, tmp_path: Path) -> None:
+    out, dataset = _curated(inpainted, tmp_path, "t-ann-reimport")
+    annotated = dataset.exists("regions")
+    first, second = annotated.values("key")[:2]
+    dataset.match(fo.ViewField("key") == first).set_values("regions", [None])  # as an older import left it
+    dataset.match(fo.ViewField("key") == second).set_values("regions", [fo.Detections()])  # a curator deleted all
+    assert CliRunner().invoke(app, ["curate", str(out), "--name", "t-ann-reimport"]).exit_code == 0
+    stored = json.loads(_members(out)[first]["ann.json"])["regions"]
+    reloaded = fo.load_dataset("t-ann-reimport")
+    boxes = {
+        key: [d.bounding_box for d in (r.detections if r else [])]
+        for key, r in zip(reloaded.values("key"), reloaded.values("regions"), strict=True)
+    }
+    assert boxes[first] == [r["box"] for r in stored] and boxes[second] == []
+    assert len(reloaded.exists("regions")) == len(annotated) == 6

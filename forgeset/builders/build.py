@@ -370,8 +370,8 @@ def _build(
     if timeline is not None:
         timeline.span("finalize", "driver", started, time.time())
     result = BuildResult(out_dir=out_dir, index=index, built_shards=len(pending), reused_shards=len(done))
-    # quality rejects the over-generation did not make up for (read from a local OUT only, for now)
-    for line in shortfalls(spec, storage.local) if storage.local is not None else []:
+    # quality rejects the over-generation did not make up for (the manifest read through Storage)
+    for line in shortfalls(spec, storage):
         result.warnings.append(line)
         log.warning(line)
     missing = missing_classes(index)

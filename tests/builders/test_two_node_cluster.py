@@ -119,5 +119,29 @@ def test_shards_on_the_second_node_write_the_single_node_bytes_to_s3(
     assert set(nodes.values()) == {result["worker"]} and result["worker"] != result["driver"]
 
 
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("{writer: 1}", "--ray-resources: not JSON"),
+        ('{"writer": 0}', "--ray-resources: expected a JSON object of names to positive numbers"),
+        ('["writer"]', "--ray-resources: expected a JSON object of names to positive numbers"),
+    ],
+)
+def test_ray_resources_must_be_a_json_object_of_positive_amounts(value: str, problem: str, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from forgeset.cli import app
+
+    spec_path = write_spec(tmp_path, REALS_ONLY)
+    build = ["build", "dataset", "--spec", str(spec_path), "--out", str(tmp_path / "out"), "--executor", "ray"]
+    refused = CliRunner().invoke(app, [*build, "--ray-resources", value])
+    assert refused.exit_code == 2
+    assert problem in " ".join(refused.output.split())
+    local = CliRunner().invoke(app, [*build[:-1], "local", "--ray-resources", '{"writer": 1}'])
+    assert local.exit_code == 2
+    assert "--ray-resources needs --executor ray" in local.output
+    assert not (tmp_path / "out").exists()
+
+
 if __name__ == "__main__":
     _run_on_two_nodes(*sys.argv[1:6])

@@ -118,6 +118,9 @@ def test_a_build_killed_on_s3_resumes_to_the_same_bytes(
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
     assert not Storage(prefix).exists("index.json")
+    unfinished = CliRunner().invoke(app, ["verify", prefix])
+    assert unfinished.exit_code == 2
+    assert f"{prefix}: not a finished corpus (the build did not finish: resume it)" in unfinished.output
     resumed = subprocess.run(_cli(spec_path, prefix, "--executor", "local"), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert_same_corpus(prefix, reals_reference)

@@ -103,7 +103,7 @@ def _score(detector: Detector, stream: CorpusStream, localize: bool = False) -> 
         for row in batch.rows:
             out.generator.append(str(row["generator"]))
             out.kind.append(str(row["kind"]))
-            out.perturbation.append(str(row["perturbation"]))
+            out.perturbation.append(row["perturbation"] or "")
             out.level.append(_level(row) if row["perturbation"] else None)
             out.surrogate.append(_surrogate(row))
         if isinstance(detector, WatermarkDetector):
@@ -178,15 +178,28 @@ def _watermark_settings(corpus: Corpus) -> dict[str, Any] | None:
     }
 
 
-def _grouped(scored: Scored, values: list[str], seed: int) -> dict[str, Any]:
-    """Fakes of each value of a field against all reals of the split."""
+CLEAN_KEY = "(clean)"
+"""The per-perturbation entry of samples without a perturbation (not a valid stage name, so no clash)."""
+
+
+def _grouped(scored: Scored, values: list[str], seed: int, matched_reals: bool = False) -> dict[str, Any]:
+    """Fakes of each value of a field against the reals of the split.
+
+    With `matched_reals` (perturbations), fakes degraded by P are compared with the reals degraded
+    by P when there are any, else with the clean reals: against all reals, a detector that only
+    spots the degradation itself (JPEG blocks on degraded fakes, clean reals) would score high.
+    """
     labels, scores = scored.label_array, scored.score_array
-    column = np.array(values, dtype=object)
+    column = np.array([v or "" for v in values], dtype=object)
     reals = labels == 0
     out = {}
-    for value in sorted({v for v, label in zip(values, scored.labels, strict=True) if label}):
-        keep = reals | ((labels == 1) & (column == value))
-        out[value] = detection_metrics(labels[keep], scores[keep], seed)
+    for value in sorted({v or "" for v, label in zip(values, scored.labels, strict=True) if label}):
+        compared = reals
+        if matched_reals:
+            same = reals & (column == value)
+            compared = same if same.any() else reals & (column == "")
+        keep = compared | ((labels == 1) & (column == value))
+        out[value or CLEAN_KEY] = detection_metrics(labels[keep], scores[keep], seed)
     return out
 
 
@@ -382,7 +395,7 @@ def validate_corpus(
                 per_generator = _grouped(scored, scored.generator, seed)
                 entry["per_generator"] = per_generator | _missing_generators(corpus, set(per_generator), "test")
                 entry["per_kind"] = _grouped(scored, scored.kind, seed)
-                entry["per_perturbation"] = _grouped(scored, scored.perturbation, seed)
+                entry["per_perturbation"] = _grouped(scored, scored.perturbation, seed, matched_reals=True)
                 entry["robustness"] = _robustness(scored)
                 if scored.bit_accuracy:
                     entry["watermark"] = _watermark(scored, seed)

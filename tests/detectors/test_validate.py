@@ -172,3 +172,23 @@ def test_report_renders_its_plots_in_headless_chromium(
 
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.std() > 20  # not a blank page
+
+
+def test_per_perturbation_fakes_are_compared_with_reals_degraded_alike() -> None:
+    """A detector that flags the degradation itself must not look good per perturbation."""
+    from forgeset.detectors.validate import CLEAN_KEY, Scored, _grouped, _robustness
+
+    # reals: 4 clean (score 0.1), 4 jpeg (score 0.9); fakes: 4 clean (0.2), 4 jpeg (0.9): a JPEG spotter
+    labels = [0] * 8 + [1] * 8
+    perturbation = ["", "", "", "", "jpeg", "jpeg", "jpeg", "jpeg"] * 2
+    scores = np.array([0.1] * 4 + [0.9] * 4 + [0.2] * 4 + [0.9] * 4)
+    scored = Scored(labels=labels, scores=[scores], perturbation=perturbation, level=[None] * 16)
+    grouped = _grouped(scored, scored.perturbation, seed=0, matched_reals=True)
+    assert set(grouped) == {CLEAN_KEY, "jpeg"}
+    assert grouped["jpeg"]["auc"] == 0.5 and grouped["jpeg"]["n_real"] == 4  # jpeg reals only
+    assert grouped[CLEAN_KEY]["auc"] == 1.0 and grouped[CLEAN_KEY]["n_real"] == 4  # clean reals only
+    # without degraded reals, degraded fakes are compared with the clean reals
+    only_fakes = Scored(labels=labels, scores=[scores], perturbation=[""] * 8 + perturbation[8:], level=[None] * 16)
+    assert _grouped(only_fakes, only_fakes.perturbation, seed=0, matched_reals=True)["jpeg"]["n_real"] == 8
+    # the clean reference of the robustness curves counts the clean samples
+    assert _robustness(scored)["clean_n"] == 8

@@ -298,13 +298,6 @@ def _state_name(storage: Storage, state: Path | str) -> str:
     return path.as_posix()
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a reader never sees half a file."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
-
-
 def finalize(
     out_dir: Path | str | Storage,
     spec_name: str,

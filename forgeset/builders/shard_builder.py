@@ -16,6 +16,7 @@ from forgeset.builders.quality_stage import judge_shard
 from forgeset.builders.sources import RealSource
 from forgeset.builders.spec import Spec
 from forgeset.core.rejection import SampleRejected
+from forgeset.detectors.watermark import NAME as WATERMARK
 from forgeset.generators.base import StageOutput
 from forgeset.generators.masks import area_fraction
 from forgeset.imaging.decode import decode_image
@@ -68,7 +69,7 @@ class ShardSummary:
 
 def _watermark(ops: list[dict]) -> dict[str, Any]:
     """The params of the sample's last `watermark` op record, or {} when it carries no mark."""
-    marks = [record["params"] for record in ops if record.get("op") == "watermark"]
+    marks = [record["params"] for record in ops if record.get("op") == WATERMARK]
     return marks[-1] if marks else {}
 
 
@@ -188,7 +189,7 @@ def _base(
 
 
 def _marks(stage: PerturbStageParams) -> bool:
-    return any(op.type == "watermark" for op in stage.ops)
+    return any(op.type == WATERMARK for op in stage.ops)
 
 
 def build_shard(ctx: BuildContext, shard: ShardPlan, batches: list[StageBatch]) -> ShardSummary:

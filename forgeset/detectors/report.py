@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from forgeset.detectors.metrics import MIN_CLASS_SAMPLES
+from forgeset.detectors.watermark import NAME as WATERMARK
 from forgeset.manifests.layout import HOLDOUT_SPLIT
 
 
@@ -277,8 +278,8 @@ def render_report(results: dict[str, Any], title: str) -> str:
                 f"<p>{_esc(name)} localization on inpainted test samples: "
                 f"F1 {_esc(loc['f1'])}, IoU {_esc(loc['iou'])} (n={_esc(loc['n'])})</p>"
             )
-        if "watermark" in entry:  # bit accuracy and AUC of the marked fakes: which degradation the mark survives
-            marks = entry["watermark"]
+        if WATERMARK in entry:  # bit accuracy and AUC of the marked fakes: which degradation the mark survives
+            marks = entry[WATERMARK]
             groups = [("(all marked)", marks["all"]), *marks["per_perturbation"].items()]
             groups += [
                 (f"last op {op} {level}", m)

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from forgeset.detectors.base import Detector, detectors
 from forgeset.detectors.data import SHUFFLE_BUFFER, CorpusStream, RowFilter
 from forgeset.detectors.metrics import detection_metrics, localization_per_image
+from forgeset.detectors.watermark import NAME as WATERMARK
 from forgeset.detectors.watermark import WatermarkDetector
 from forgeset.manifests.corpus import Corpus
 from forgeset.manifests.layout import HOLDOUT_SPLIT, REALS_FROM
@@ -170,7 +171,7 @@ def _watermark_settings(corpus: Corpus) -> dict[str, Any] | None:
         return None
     payloads = pc.unique(marked["watermark_payload"]).to_pylist()
     ops = json.loads(marked["ops"][0].as_py())
-    params = next(op["params"] for op in ops if op["op"] == "watermark")
+    params = next(op["params"] for op in ops if op["op"] == WATERMARK)
     return {
         "payload": payloads[0] if len(payloads) == 1 else None,
         "bits": int(params["bits"]),
@@ -365,8 +366,8 @@ def validate_corpus(
     size = corpus.policy.size
     folder = corpus.layout.validation_dir
     watermark = _watermark_settings(corpus)
-    if watermark is not None and "watermark" not in names:
-        names = [*names, "watermark"]
+    if watermark is not None and WATERMARK not in names:
+        names = [*names, WATERMARK]
     train = CorpusStream(corpus, ["train"], shuffle=True, seed=seed, workers=workers)
     val = CorpusStream(corpus, ["val"], workers=workers) if "val" in corpus.splits else None
     results: dict[str, Any] = {"context": {}, "detectors": {}, "checkpoints": {}}
@@ -374,7 +375,7 @@ def validate_corpus(
     models: dict[str, Detector] = {}
     for name in names:
         progress(f"training {name}")
-        settings = watermark if name == "watermark" else None
+        settings = watermark if name == WATERMARK else None
         detector = _make(name, size, epochs, seed, backbone, settings)
         models[name] = detector
         log = detector.fit(train, val, lambda message, _f, n=name: progress(f"{n}: {message}"))
@@ -398,7 +399,7 @@ def validate_corpus(
                 entry["per_perturbation"] = _grouped(scored, scored.perturbation, seed, matched_reals=True)
                 entry["robustness"] = _robustness(scored)
                 if scored.bit_accuracy:
-                    entry["watermark"] = _watermark(scored, seed)
+                    entry[WATERMARK] = _watermark(scored, seed)
                 if scored.f1s:
                     entry["localization"] = {
                         "f1": round(float(np.mean(scored.f1s)), 4),

@@ -26,6 +26,7 @@ from pydantic import Field
 
 from forgeset.detectors.base import Detector, DetectorParams, detectors
 
+NAME = "watermark"  # the registered name of this detector and of the op that embeds the mark
 METHOD = "dwt-dct-qim"
 BLOCK = 4  # DCT block side on the DWT approximation band (8 x 8 pixels)
 CARRIERS = ((0, 1), (1, 0))  # DCT positions carrying the bit in every block
@@ -108,7 +109,7 @@ def bit_accuracy(decoded: np.ndarray, expected: np.ndarray) -> float:
     return float(np.mean(decoded == expected))
 
 
-@detectors.register("watermark")
+@detectors.register(NAME)
 class WatermarkDetector(Detector):
     """Decodes the DWT-DCT payload; training-free, not differentiable (never an attack surrogate)."""
 

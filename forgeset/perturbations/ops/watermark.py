@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from forgeset.detectors.watermark import METHOD, embed, payload_bits
+from forgeset.detectors.watermark import METHOD, NAME, embed, payload_bits
 from forgeset.perturbations.ops.base import OpParams, PerturbOp, perturb_ops
 
 PER_SAMPLE = "per-sample"
@@ -18,7 +18,7 @@ def _embed_image(image: np.ndarray, bits: np.ndarray, strength: float, **_: Any)
     return embed(image, bits, strength)
 
 
-@perturb_ops.register("watermark")
+@perturb_ops.register(NAME)
 class Watermark(PerturbOp):
     """Embed `bits` payload bits: a fixed key (hex, as a provider would) or drawn per sample from its seed."""
 

@@ -213,12 +213,29 @@ def finished_shards(ctx: BuildContext, plan: Plan, verify: bool = False) -> set[
         marker_file = storage.local_path(_marker_name(ctx.shard_state(shard)))
         marker = ShardMarker(**json.loads(marker_file.read_text())) if marker_file.exists() else None
         tar = storage.local_path(shard.path)
-        if marker is None or not tar.exists() or marker.bytes != tar.stat().st_size:
+        if marker is None or not _marker_fits(storage, ctx.shard_state(shard), shard, marker):
+            continue
+        if not tar.exists() or marker.bytes != tar.stat().st_size:
             continue
         trusted = not verify and bool(marker.stamp) and marker.stamp == tar_stamp(tar)
         if trusted or marker.sha256 == file_sha256(tar):
             done.add(shard.path)
     return done
+
+
+def _marker_fits(
+    storage: Storage, state: str, shard: ShardRef, marker: ShardMarker, listed: set[str] | None = None
+) -> bool:
+    """The marker is this shard's (its path) and its rows and rejects files are there.
+
+    A plan that changed under the same spec hash (a moved spec re-lists its sources, a new planner)
+    must not reuse a shard planned differently; at least its path and state files must agree.
+    """
+    if marker.path != shard.path or marker.count + marker.rejects > shard.count:
+        return False
+    state_path = Path(state)
+    names = [layout.Layout.rows_file(state_path).as_posix(), layout.Layout.rejects_file(state_path).as_posix()]
+    return all((name in listed) if listed is not None else storage.exists(name) for name in names)
 
 
 def _finished_remote(ctx: BuildContext, storage: Storage, plan: Plan, verify: bool) -> set[str]:
@@ -227,6 +244,8 @@ def _finished_remote(ctx: BuildContext, storage: Storage, plan: Plan, verify: bo
 
     def finished(shard: ShardRef) -> bool:
         marker = ShardMarker(**json.loads(storage.read_bytes(_marker_name(ctx.shard_state(shard)))))
+        if not _marker_fits(storage, ctx.shard_state(shard), shard, marker, set(stamps)):
+            return False
         stamp = stamps[shard.path]
         if str(marker.bytes) != stamp.partition(":")[0]:
             return False
@@ -311,7 +330,10 @@ def build_dataset(
         finally:
             lock.release()
             if recorder is not None and timeline is not None:
-                recorder.write(timeline)
+                try:
+                    recorder.write(timeline)
+                except OSError as err:  # must not replace the build's own outcome or exception
+                    log.warning("could not write the timeline to %s: %s", timeline, err)
 
 
 def _build(
@@ -329,9 +351,11 @@ def _build(
     spec = loaded.spec
     out_dir: Path | str = storage.local if storage.local is not None else storage.url
     storage.publish_bytes(spec.resolved_yaml().encode("utf-8"), layout.RESOLVED_SPEC_NAME)
-    storage.remove(layout.INDEX_NAME)  # the index marks a complete build; it is rewritten last
     ctx = BuildContext(spec=spec, base_dir=loaded.base_dir, out_dir=str(storage.local or storage.url_of()))
-    runner.start(ctx)  # a cluster and model loading start while the sources are listed
+    if not storage.exists(layout.INDEX_NAME):
+        # A cluster and model loading start while the sources are listed; a finished corpus (an
+        # index) is most likely a no-op resume, which must not start a cluster and load every model.
+        runner.start(ctx)
     started = time.time()
     plan = plan_build(spec, loaded.base_dir, driver_state_dir(storage))
     if timeline is not None:
@@ -360,6 +384,9 @@ def _build(
             progress(counter["samples"], counter["shards"])
 
     if pending:
+        # The index marks a complete build: removed only now, so a run that fails before building
+        # (a refused cluster, a planning error, a stop during start-up) leaves a finished corpus whole.
+        storage.remove(layout.INDEX_NAME)
         runner.run(ctx, plan, pending, shard_done, stop, batch_done)
     if stop.is_set() and counter["shards"] < len(plan.shards):
         raise BuildInterrupted(counter["shards"], len(plan.shards))
@@ -384,6 +411,10 @@ def _build(
 
 
 def _planned_classes(plan: Plan) -> dict[str, bool]:
-    """Whether the plan has any real and any fake job (refused inputs may still empty a class)."""
-    fakes = sum(plan.stage_counts.values())
-    return {"real": bool(plan.spec.real) and plan.total_jobs > fakes, "fake": fakes > 0}
+    """Whether the plan has any real and any fake job (refused inputs may still empty a class).
+
+    Reals are counted per real source (perturbation children of fakes are not reals).
+    """
+    sources = {params.source_name for params in plan.spec.real}
+    reals = sum(count for split in plan.split_stage_counts.values() for name, count in split.items() if name in sources)
+    return {"real": reals > 0, "fake": sum(plan.stage_counts.values()) > 0}

@@ -338,3 +338,71 @@ def test_auto_builds_small_specs_in_process_and_large_ones_on_ray() -> None:
     assert isinstance(choose_executor(large, workers=2), RayExecutor)
     assert isinstance(choose_executor(large, workers=1), LocalExecutor)  # one worker: nothing to parallelize
     assert isinstance(choose_executor(quickstart, workers=2, address="auto"), RayExecutor)  # a cluster asked for
+
+
+def test_a_rerun_that_fails_before_building_keeps_the_finished_corpus(
+    tmp_path: Path, tiny_corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A no-op resume starts no model host; a failure at planning leaves index.json in place."""
+    import shutil
+
+    from forgeset.builders import build as build_module
+    from forgeset.builders.build import build_dataset
+    from forgeset.builders.executors import LocalExecutor
+    from forgeset.builders.spec import SpecError, load_spec
+
+    out = tmp_path / "out"
+    shutil.copytree(tiny_corpus, out)
+    loaded = load_spec(write_spec(tmp_path, tiny_spec()))
+    calls: list[str] = []
+
+    class Watched(LocalExecutor):
+        def start(self, ctx: object) -> None:  # type: ignore[override]
+            calls.append("start")
+
+        def run(self, *args: object, **kwargs: object) -> None:  # type: ignore[override]
+            calls.append("run")
+
+    result = build_dataset(loaded, out, executor=Watched())
+    assert calls == [] and result.built_shards == 0
+    assert shard_hashes(out) == shard_hashes(tiny_corpus)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise SpecError("<spec>", [("real[0]", "cannot list it")])
+
+    monkeypatch.setattr(build_module, "plan_build", refuse)
+    with pytest.raises(SpecError):
+        build_dataset(loaded, out, executor=LocalExecutor())
+    assert (out / "index.json").read_bytes() == (tiny_corpus / "index.json").read_bytes()
+
+
+def test_a_marker_naming_another_shard_or_missing_its_rows_is_not_trusted(tmp_path: Path, tiny_corpus: Path) -> None:
+    import shutil
+
+    from forgeset.builders.build import build_dataset
+    from forgeset.builders.executors import LocalExecutor
+    from forgeset.builders.spec import load_spec
+
+    out = tmp_path / "out"
+    shutil.copytree(tiny_corpus, out)
+    loaded = load_spec(write_spec(tmp_path, tiny_spec()))
+    state = Layout(out).shard_state("train", 0)
+    marker = Layout.marker_file(state)
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "path": "train/00001.tar"}))
+    Layout.rows_file(Layout(out).shard_state("train", 1)).unlink()
+    result = build_dataset(loaded, out, executor=LocalExecutor())
+    assert result.built_shards == 2 and result.reused_shards == len(shard_hashes(tiny_corpus)) - 2
+    assert shard_hashes(out) == shard_hashes(tiny_corpus)
+
+
+def test_strict_sees_a_plan_without_reals_when_fakes_have_degraded_copies(tmp_path: Path) -> None:
+    from forgeset.builders.build import _planned_classes
+    from forgeset.builders.planner import plan_build
+    from forgeset.builders.spec import parse_spec
+
+    (tmp_path / "empty").mkdir()
+    copies = {"name": "jpg", "target": "fake", "fraction": 1.0, "mode": "new", "ops": [{"type": "recompress"}]}
+    spec = tiny_spec(real=[{"type": "folder", "path": "empty"}], perturb=[copies])
+    plan = plan_build(parse_spec(spec), tmp_path)
+    assert plan.total_jobs == 24
+    assert _planned_classes(plan) == {"real": False, "fake": True}

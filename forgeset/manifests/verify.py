@@ -219,6 +219,19 @@ def _check_shards(
     return seen
 
 
+def _check_index_against_spec(corpus: Corpus) -> None:
+    """The index's name and image policy are the resolved spec's (readers trust the index's policy)."""
+    resolved = corpus.resolved_spec()
+    if resolved.get("name") != corpus.index.name:
+        raise CorpusInvalid(f"index.json: name differs from {layout.RESOLVED_SPEC_NAME}'s")
+    try:
+        policy = type(corpus.index.image_policy).model_validate(resolved.get("image"))
+    except ValueError:
+        raise CorpusInvalid(f"{layout.RESOLVED_SPEC_NAME}: its image policy is not valid") from None
+    if policy != corpus.index.image_policy:
+        raise CorpusInvalid(f"index.json: image_policy differs from {layout.RESOLVED_SPEC_NAME}'s image policy")
+
+
 def verify_corpus(
     out_dir: Path | str,
     progress: Callable[[int], None] | None = None,
@@ -243,6 +256,7 @@ def verify_corpus(
     corpus.vouched(layout.RESOLVED_SPEC_NAME)
     if index.spec_sha256 != index.files[layout.RESOLVED_SPEC_NAME].sha256:
         raise CorpusInvalid(f"index.json: spec_sha256 is not the sha256 of {layout.RESOLVED_SPEC_NAME}")
+    _check_index_against_spec(corpus)
     if corpus.read_rejects().num_rows != index.rejects:  # read_rejects hashes the rejects, once
         raise CorpusInvalid(f"{layout.REJECTS_NAME} has a different number of rows than index.json says")
     tally = ManifestTally()

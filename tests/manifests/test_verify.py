@@ -150,6 +150,8 @@ def test_an_edited_manifest_field_is_caught_with_or_without_new_hashes(
         (lambda i: i["leakage"].update(parents_across_splits=5), "index.json: leakage figures differ"),
         (lambda i: i.update(spec_sha256="0" * 64), "spec_sha256 is not the sha256 of spec.resolved.yaml"),
         (lambda i: i.update(rejects=3), "rejects.parquet has a different number of rows"),
+        (lambda i: i.update(name="other"), "index.json: name differs from spec.resolved.yaml's"),
+        (lambda i: i["image_policy"].update(png_compression=9), "index.json: image_policy differs"),
     ],
 )
 def test_an_edited_index_is_caught_even_with_a_new_self_hash(corpus_copy: Path, change, message: str) -> None:

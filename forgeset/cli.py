@@ -49,7 +49,7 @@ def _print_plan(loaded: Any) -> None:
 
     try:
         preflight(loaded, check_models=False)
-        summary = summarize_plan(plan_build(loaded.spec, loaded.base_dir))
+        summary = summarize_plan(plan_build(loaded.spec, loaded.base_dir, counts_only=True))
     except SpecError as err:
         raise _fail(str(err), SPEC_ERROR_EXIT) from None
     render_plan(summary, Console())

@@ -214,7 +214,13 @@ class Plan:
 
 
 def _prompt_texts(
-    spec: Spec, params: GeneratorParams, base_dir: Path, captions: dict, state_dir: Path | None, made: dict
+    spec: Spec,
+    params: GeneratorParams,
+    base_dir: Path,
+    captions: dict,
+    state_dir: Path | None,
+    made: dict,
+    counts_only: bool = False,
 ) -> list[PromptItem]:
     """The stage's prompts; a prompt source shared by several stages runs once (`made`, by its params)."""
     prompt_params = params.prompts or spec.prompts
@@ -223,6 +229,7 @@ def _prompt_texts(
     made_key = prompt_params.model_dump_json()
     if made_key not in made:
         source = prompt_sources.get(prompt_params.type)(prompt_params, base_dir, state_dir, spec.seed)
+        source.counts_only = counts_only
         made[made_key] = source.prompts(captions)
     return made[made_key]
 
@@ -287,7 +294,12 @@ def _captions(spec: Spec, stages: list[_UnitStage], sources: dict[str, SourceInd
 
 
 def _members(
-    spec: Spec, base_dir: Path, stages: list[_UnitStage], captions: dict, state_dir: Path | None = None
+    spec: Spec,
+    base_dir: Path,
+    stages: list[_UnitStage],
+    captions: dict,
+    state_dir: Path | None = None,
+    counts_only: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, list[PromptItem]]]:
     """The units that join another's lineage group (caption-paired fakes join their real,
     manipulations their parent) with those roots, in unit order; and each stage's prompts."""
@@ -304,7 +316,7 @@ def _members(
             items = (
                 [PromptItem(text) for text in own]
                 if own
-                else _prompt_texts(spec, params, base_dir, captions, state_dir, made)
+                else _prompt_texts(spec, params, base_dir, captions, state_dir, made, counts_only)
             )
             prompts[stage.name] = items
             if items and any(item.pair_key for item in items):
@@ -316,7 +328,7 @@ def _members(
                 units.append(joined + stage.first)
                 roots.append(chosen[joined])
         elif stage.role == "manipulate":
-            prompts[stage.name] = _prompt_texts(spec, params, base_dir, captions, state_dir, made)
+            prompts[stage.name] = _prompt_texts(spec, params, base_dir, captions, state_dir, made, counts_only)
             units.append(np.arange(stage.first, stage.first + stage.count, dtype=np.int64))
             roots.append(np.repeat(_parents(spec, stages, stage), stage.count // params.count))
     if not units:
@@ -476,16 +488,19 @@ def _layout_shards(
     return refs, roots_all, np.array(offsets, np.int64)
 
 
-def plan_build(spec: Spec, base_dir: Path, state_dir: Path | None = None) -> Plan:
+def plan_build(spec: Spec, base_dir: Path, state_dir: Path | None = None, counts_only: bool = False) -> Plan:
     """Plan the corpus of `spec`: list the real sources once, assign groups to splits and shards.
 
-    `state_dir` (OUT's build state) keeps each source's listing as parquet for later shards and
-    resumes; with None (plan-only) nothing is written.
+    `state_dir` (OUT's build state) keeps each source's listing for later shards and resumes; with
+    None (plan-only) nothing is written. `counts_only` (plan-only) asks prompt sources for their
+    count, not their text, so no model runs (prompt expansion returns its base prompts): the counts,
+    splits and shards are the same, the prompts in the jobs are not the ones a build would use.
     """
     sources = _list_sources(spec, base_dir, state_dir)
     stages = _stages(spec, sources)
     total = stages[-1].first + stages[-1].count
-    member_unit, member_root, prompts = _members(spec, base_dir, stages, _captions(spec, stages, sources), state_dir)
+    captions = _captions(spec, stages, sources)
+    member_unit, member_root, prompts = _members(spec, base_dir, stages, captions, state_dir, counts_only)
     is_member = np.zeros(total, bool)
     is_member[member_unit] = True
     weight = _children(spec, stages, total) + np.uint8(1)

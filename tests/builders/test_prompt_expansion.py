@@ -198,3 +198,15 @@ def test_a_model_that_cannot_load_exits_2_before_out_is_touched(tmp_path: Path, 
     assert result.exit_code == 2, result.output
     assert f"prompts.model: {message}" in " ".join(result.output.split())
     assert not (tmp_path / "out").exists()
+
+
+def test_plan_only_loads_no_language_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--plan-only` prints the same counts without loading the expansion model or writing anything."""
+    _forbid_loading(monkeypatch)
+    spec = write_spec(tmp_path / "spec", tiny_spec(prompts=_expand()))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["build", "dataset", "--spec", str(spec), "--plan-only"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0, text
+    assert "tiny: 28 samples" in text and "nothing was loaded or written" in text
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["spec"]

@@ -46,6 +46,8 @@ class PromptSource(ABC):
         self.base_dir = base_dir
         self.cache_dir = cache_dir
         self.seed = seed
+        # Plan-only: only the number of prompts matters, so a source that runs a model may skip it.
+        self.counts_only = False
 
     @abstractmethod
     def prompts(self, captions: dict[str, list[tuple[str, str | None]]]) -> list[PromptItem]:

@@ -210,6 +210,8 @@ class ExpandPrompts(PromptSource):
 
     def prompts(self, captions: dict[str, list[tuple[str, str | None]]]) -> list[PromptItem]:
         bases = self._base_source().prompts(captions)
+        if self.counts_only:  # plan-only: as many prompts, no language model loaded
+            return [PromptItem(item.text, item.pair_key, base=item.text) for item in bases]
         distinct = list(dict.fromkeys(item.text for item in bases))
         path = layout.prompt_cache(self.cache_dir, self.fingerprint()) if self.cache_dir is not None else None
         known = _read_cache(path) if path is not None else {}

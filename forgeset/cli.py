@@ -511,6 +511,8 @@ def export(
         raise _fail(f"--format must be one of {', '.join(FORMATS)}, got {layout!r}", SPEC_ERROR_EXIT)
     if cnn_layout not in LAYOUTS:
         raise _fail(f"--layout must be one of {', '.join(LAYOUTS)}, got {cnn_layout!r}", SPEC_ERROR_EXIT)
+    if target.exists() and not target.is_dir():
+        raise _fail(f"{target} exists and is not a folder", SPEC_ERROR_EXIT)
     if target.exists() and any(target.iterdir()):
         raise _fail(f"{target} exists and is not empty", SPEC_ERROR_EXIT)
     # A bar on a terminal; elsewhere (logs, CI) only the summary line below.

@@ -134,6 +134,7 @@ FIELD_DOCS = {
     "scheduler_config": "scheduler configuration (JSON)",
     "prompt": "the prompt as drawn",
     "prompt_used": "the prompt as passed to the pipeline",
+    "prompt_base": "what the prompt was made from (an expanded prompt's base), else empty",
     "seed": "the per-sample seed",
     "steps": "inference steps",
     "guidance": "classifier-free guidance scale",
@@ -149,7 +150,10 @@ FIELD_DOCS = {
     "mask_area": "share of the image the mask covers",
     "psnr": "PSNR against the parent",
     "ssim": "SSIM against the parent",
-    "regions": "regions in KEY.ann.json (-1: the sample has none)",
+    "quality_scores": "the spec's quality checks' scores of a fake (JSON {metric: score}), else empty",
+    "watermark_payload": "hex payload of the watermark embedded in it (also in ops), else empty",
+    "watermark_bits": "payload length in bits of that watermark, else empty",
+    "regions": "number of regions in KEY.ann.json, empty when the sample has none",
     "width": "stored width in px",
     "height": "stored height in px",
     "format": "stored format (png or jpeg)",
@@ -264,22 +268,30 @@ def _auc_cell(entry: dict[str, Any]) -> str:
     return _fmt(entry.get("auc")) + interval + (" (few)" if entry.get("few") else "")
 
 
+def _mapping(value: Any, path: Path, field: str) -> dict[str, Any]:
+    """`value` when it is a JSON object; else CorpusError naming the file and the field."""
+    if not isinstance(value, dict):
+        raise CorpusError(f"{path}: field {field}: not a mapping (got {type(value).__name__})")
+    return value
+
+
 def _metrics_tables(path: Path) -> list[str]:
-    """The validation metrics as summary tables: per detector and split, and per generator."""
+    """The validation metrics as summary tables: per detector and split, and per generator.
+
+    A malformed shape (a detector, split or generator entry that is not a mapping) is a CorpusError
+    naming the file and field, never a traceback or a silently missing row.
+    """
     try:
         metrics = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise CorpusError(f"{path}: not readable JSON ({type(err).__name__})") from None
-    detectors = metrics.get("detectors") if isinstance(metrics, dict) else None
-    if not isinstance(detectors, dict):
-        raise CorpusError(f"{path}: field detectors: not a mapping")
+    detectors = _mapping(metrics.get("detectors") if isinstance(metrics, dict) else None, path, "detectors")
     overall, per_generator = [], []
-    for name, entry in sorted(detectors.items()):
-        if not isinstance(entry, dict):
-            continue
+    for name, detector_entry in sorted(detectors.items()):
+        entry = _mapping(detector_entry, path, f"detectors.{name}")
         for split in (layout.SPLITS[-1], layout.HOLDOUT_SPLIT):
-            figures = entry.get(split)
-            if isinstance(figures, dict):
+            if entry.get(split) is not None:
+                figures = _mapping(entry[split], path, f"detectors.{name}.{split}")
                 overall.append(
                     [
                         md_cell(name),
@@ -291,18 +303,20 @@ def _metrics_tables(path: Path) -> list[str]:
                         _fmt(figures.get("accuracy")),
                     ]
                 )
-        for generator, figures in sorted((entry.get("per_generator") or {}).items()):
-            if isinstance(figures, dict):
-                per_generator.append(
-                    [
-                        md_cell(generator),
-                        md_cell(name),
-                        _fmt(figures.get("n_real")),
-                        _fmt(figures.get("n_fake")),
-                        _auc_cell(figures),
-                        _fmt(figures.get("accuracy")),
-                    ]
-                )
+        by_generator = entry.get("per_generator")
+        by_generator = {} if by_generator is None else _mapping(by_generator, path, f"detectors.{name}.per_generator")
+        for generator, generator_figures in sorted(by_generator.items()):
+            figures = _mapping(generator_figures, path, f"detectors.{name}.per_generator.{generator}")
+            per_generator.append(
+                [
+                    md_cell(generator),
+                    md_cell(name),
+                    _fmt(figures.get("n_real")),
+                    _fmt(figures.get("n_fake")),
+                    _auc_cell(figures),
+                    _fmt(figures.get("accuracy")),
+                ]
+            )
     lines = [
         f"Detectors trained on train and scored on test and {layout.HOLDOUT_SPLIT} (AUC with its bootstrap "
         "95 % interval; accuracy at 0.5; `few`: fewer than 30 samples of a class). The full figures are in "
@@ -344,9 +358,14 @@ def _split_lines(spec: Spec, index: dict[str, Any]) -> list[str]:
     fractions = ", ".join(f"{md_cell(name)} {fraction:g}" for name, fraction in spec.splits.fractions())
     holdout = spec.splits.holdout_generators
     lines = [
-        f"Splits are drawn per lineage group (a real and every sample made from it) from a hash of the spec seed "
-        f"({md_cell(spec.seed)}) and the group, with fractions {fractions}: a pure function of the spec, "
-        "so no parent and its edits straddle two splits.",
+        "Splits are assigned per lineage group (a real and every sample made from it, or a caption-paired fake "
+        "and its real), so no parent and its edits straddle two splits. They are stratified, a pure function of "
+        f"the spec (seed {md_cell(spec.seed)}): the groups of each stratum (the real source or unpaired generator "
+        "of the group's root) are ordered by size and a seeded draw and dealt so that every split gets its "
+        f"fraction ({fractions}) of each stratum, which keeps each split's real and fake counts within one "
+        "lineage group of the corpus shares. Each split is then cut into at least `shards.min_per_split` "
+        f"({md_cell(spec.shards.min_per_split)}) shards of nearly equal size (fewer only when it has fewer groups), "
+        "its groups in a seeded order so that shards mix classes.",
     ]
     if holdout:
         lines.append(

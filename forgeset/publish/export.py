@@ -5,16 +5,18 @@ manifest's), so an export keeps the corpus's one format/size policy.
 
 - cnndetection, `per-generator` layout: {split}/{generator}/{0_real,1_fake}/KEY.png, the layout
   of CNNDetection, UnivFD and NPR evaluation. Each generator folder's 0_real holds the reals of
-  that split (hard links, no extra space); the held-out split takes the test split's reals.
+  that split (hard links, no extra space; copies where the filesystem has no hard links); the
+  held-out split takes the test split's reals.
   With `balance`, every folder holds a seeded draw of equally many reals and fakes (UnivFD's
   evaluation asserts equal counts). Training code that walks `dataroot/CLASS/` (CNNDetection,
   NPR) needs `--classes` with the generator folder names.
 - cnndetection, `merged` layout: {split}/{0_real,1_fake}/KEY.png, each real once per split (the
   held-out split again takes the test reals): the training layout with no repeated reals.
-- imagefolder: {split}/{real,fake}/KEY.png with {split}/metadata.parquet, and a README.md whose
+- imagefolder: {split}/{0_real,1_fake}/KEY.png with {split}/metadata.parquet, and a README.md whose
   `configs` name every split (test_ood its own, never merged into test) and whose `dataset_info`
   declares the features (`label` and `generator` as ClassLabel), for `datasets.load_dataset(DIR)`.
-  torchvision's ImageFolder on DIR/{split} sees exactly the classes real and fake. Masks are kept
+  torchvision's ImageFolder on DIR/{split} sorts the folder names, so it sees exactly the classes
+  0_real (index 0) and 1_fake (index 1), the indices of our `label`. Masks are kept
   out of that tree, under masks/{split}/KEY.png, named by the `mask_path` column. croissant.json
   describes each split's metadata as a Croissant record set.
 """
@@ -22,7 +24,6 @@ manifest's), so an export keeps the corpus's one format/size policy.
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -37,6 +38,7 @@ from forgeset.manifests.annotations import parse_annotation
 from forgeset.manifests.corpus import Corpus, CorpusSample
 from forgeset.manifests.schema import LABELS, MANIFEST_SCHEMA
 from forgeset.manifests.shard_writer import file_sha256
+from forgeset.publish.hub import link_or_copy
 
 FORMATS = ("cnndetection", "imagefolder")
 LAYOUTS = ("per-generator", "merged")
@@ -125,8 +127,7 @@ def _export_cnndetection(
                 _write(path, sample.image)
                 first = path
             else:  # the same real in another folder: a hard link, not a second copy
-                path.parent.mkdir(parents=True, exist_ok=True)
-                os.link(first, path)
+                link_or_copy(first, path)
             counts[folder] = counts.get(folder, 0) + 1
         if progress:
             progress(done, total)
@@ -193,7 +194,8 @@ def imagefolder_card(corpus: Corpus, splits: list[str]) -> str:
         f"Load every split ({layout.HOLDOUT_SPLIT} is its own split) with declared features:\n\n"
         "```python\nimport datasets\nds = datasets.load_dataset('DIR')  # this folder\n```\n\n"
         "`label` and `generator` are ClassLabels (generator -1: no generator made the pixels). "
-        "torchvision: `ImageFolder('DIR/train')` sees the classes `fake` and `real`. "
+        f"torchvision: `ImageFolder('DIR/train')` sees the classes `{CLASS_FOLDERS['real']}` (0) and "
+        f"`{CLASS_FOLDERS['fake']}` (1), the indices of `label`. "
         f"Masks, when the corpus has them, lie under `{layout.MASKS_DIR}/SPLIT/` (column `{MASK_PATH_COLUMN}`). "
         f"`{REGIONS_COLUMN}` lists each sample's annotated regions (label, relative box [x, y, w, h], note, "
         "source), empty when it has none.\n"
@@ -207,8 +209,9 @@ def _export_imagefolder(corpus: Corpus, target: Path, progress: Progress | None)
     total = len(corpus.rows)
     for done, sample in enumerate(corpus.iter_samples(), start=1):
         split, label = sample.split, sample.row["label"]
-        file_name = f"{label}/{sample.key}.{sample.image_member}"
-        _write(corpus.path_inside(target, split, label, f"{sample.key}.{sample.image_member}"), sample.image)
+        folder = CLASS_FOLDERS[label]  # 0_real, 1_fake: ImageFolder's sorted class indices equal `label`
+        file_name = f"{folder}/{sample.key}.{sample.image_member}"
+        _write(corpus.path_inside(target, split, folder, f"{sample.key}.{sample.image_member}"), sample.image)
         entry: dict[str, Any] = {
             **sample.member_row,
             "file_name": file_name,
@@ -221,7 +224,7 @@ def _export_imagefolder(corpus: Corpus, target: Path, progress: Progress | None)
             _write(corpus.path_inside(target, layout.MASKS_DIR, split, mask_name), sample.mask)
             entry[MASK_PATH_COLUMN] = f"{layout.MASKS_DIR}/{split}/{mask_name}"
         metadata.setdefault(split, []).append(entry)
-        counts[f"{split}/{label}"] = counts.get(f"{split}/{label}", 0) + 1
+        counts[f"{split}/{folder}"] = counts.get(f"{split}/{folder}", 0) + 1
         if progress:
             progress(done, total)
     schema = imagefolder_features(corpus, file_column=True).arrow_schema  # with the features as schema metadata

@@ -45,8 +45,8 @@ def validate_repo_id(repo_id: str) -> str:
     return repo_id
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
-    """Hard-link when possible (no second copy of the bytes), else copy."""
+def link_or_copy(source: Path, target: Path) -> None:
+    """Hard-link when possible (no second copy of the bytes), else copy (no hard links, another device)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
         target.unlink()
@@ -67,11 +67,11 @@ def stage_release(out_dir: Path, folder: Path, repo_id: str, tiers: dict[str, in
     folder.mkdir(parents=True, exist_ok=True)
     files = []
     for shard in corpus.shards():
-        _link_or_copy(corpus.layout.shard(shard.path), path_inside(folder, RELEASE_DATA_DIR, shard.path))
+        link_or_copy(corpus.layout.shard(shard.path), path_inside(folder, RELEASE_DATA_DIR, shard.path))
         files.append(f"{RELEASE_DATA_DIR}/{shard.path}")
     for name in SIDE_FILES:
         if (out_dir / name).exists():
-            _link_or_copy(out_dir / name, folder / name)
+            link_or_copy(out_dir / name, folder / name)
             files.append(name)
     write_croissant(
         corpus, folder, url=f"https://huggingface.co/datasets/{repo_id}", shard_prefix=f"{RELEASE_DATA_DIR}/"

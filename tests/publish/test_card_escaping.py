@@ -1,4 +1,5 @@
-"""The dataset card escapes every corpus and spec string; repo ids are checked before anything is written."""
+"""The dataset card escapes every corpus and spec string, documents every field and refuses malformed metrics;
+repo ids are checked before anything is written."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import yaml
 from forgeset.manifests.corpus import Corpus, CorpusError
 from forgeset.manifests.index import SELF_HASH_FIELD, file_entry, index_content_sha256
 from forgeset.manifests.layout import RESOLVED_SPEC_NAME, Layout
-from forgeset.publish.card import json_text, license_id, md_cell, md_code, md_text, render_card
+from forgeset.manifests.schema import MANIFEST_SCHEMA
+from forgeset.publish.card import FIELD_DOCS, json_text, license_id, md_cell, md_code, md_text, render_card
 from forgeset.publish.hub import stage_release, validate_repo_id
 from tests.conftest import rehash_index
 
@@ -211,3 +213,39 @@ def test_unreadable_metrics_are_refused_not_pasted(tiny_corpus: Path, tmp_path: 
     Layout(out).metrics.write_text(f"```\n{SCRIPT}")
     with pytest.raises(CorpusError, match=r"metrics\.json: not readable JSON"):
         render_card(Corpus.open(out), REPO_ID, {})
+
+
+@pytest.mark.parametrize(
+    ("detectors", "field", "got"),
+    [
+        ({"cnn": {"test": FIGURES, "per_generator": [FIGURES]}}, "detectors.cnn.per_generator", "list"),
+        ({"cnn": {"test": FIGURES, "per_generator": {"g": 0.5}}}, "detectors.cnn.per_generator.g", "float"),
+        ({"cnn": {"test": [0.5]}}, "detectors.cnn.test", "list"),
+        ({"cnn": "trained"}, "detectors.cnn", "str"),
+        ([FIGURES], "detectors", "list"),
+    ],
+)
+def test_malformed_metrics_are_refused_naming_file_and_field(
+    tiny_corpus: Path, tmp_path: Path, detectors: Any, field: str, got: str
+) -> None:
+    out = tmp_path / "out"
+    shutil.copytree(tiny_corpus, out)
+    Layout(out).metrics.parent.mkdir(parents=True, exist_ok=True)
+    Layout(out).metrics.write_text(json.dumps({"detectors": detectors}))
+    with pytest.raises(CorpusError) as refused:
+        render_card(Corpus.open(out), REPO_ID, {})
+    assert str(refused.value) == f"{Layout(out).metrics}: field {field}: not a mapping (got {got})"
+
+
+def test_field_docs_cover_every_manifest_field_but_shard() -> None:
+    assert set(FIELD_DOCS) == set(MANIFEST_SCHEMA.names) - {"shard"}
+
+
+def test_card_describes_stratified_splits_and_min_shards_per_split(tiny_corpus: Path) -> None:
+    spec = yaml.safe_load(Layout(tiny_corpus).resolved_spec.read_text())
+    body = " ".join(render_card(Corpus.open(tiny_corpus), REPO_ID, {}).split())
+    assert "from a hash of the spec seed" not in body
+    assert (
+        f"They are stratified, a pure function of the spec (seed {spec['seed']}): the groups of each stratum"
+    ) in body
+    assert f"at least `shards.min_per_split` ({spec['shards']['min_per_split']}) shards of nearly equal size" in body

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -135,10 +137,14 @@ def test_imagefolder_every_split_loads_with_declared_features(two_generators: Pa
             assert row["split"] == split and example["label"] == (row["label"] == "fake")
             expected = features["generator"].str2int(row["generator"]) if row["generator"] else -1
             assert example["generator"] == expected and example["parent_key"] == (row["parent_key"] or "")
-    for split in per_split:  # torchvision's ImageFolder sees exactly the two classes in every split
-        assert sorted(p.name for p in (target / split).iterdir() if p.is_dir()) == sorted(
-            {r["label"] for r in rows.values() if r["split"] == split}
-        )
+    for split in per_split:  # ImageFolder's classes (sorted folder names) in the order of our label
+        classes = sorted(entry.name for entry in os.scandir(target / split) if entry.is_dir())
+        present = {r["label"] for r in rows.values() if r["split"] == split}
+        assert classes == [folder for label, folder in (("real", "0_real"), ("fake", "1_fake")) if label in present]
+        for folder in classes:
+            assert {rows[p.stem]["label"] for p in (target / split / folder).iterdir()} == {folder[2:]}
+    train_classes = sorted(entry.name for entry in os.scandir(target / "train") if entry.is_dir())
+    assert {name: index for index, name in enumerate(train_classes)} == {"0_real": 0, "1_fake": 1}  # class_to_idx
     for path in target.rglob("*.png"):
         assert hashlib.sha256(path.read_bytes()).hexdigest() == rows[path.stem]["sha256"]
     import mlcroissant as mlc
@@ -158,7 +164,7 @@ def test_imagefolder_keeps_masks_in_a_sibling_tree(build_corpus: Callable[..., P
     rows = manifest_rows(out)
     target = tmp_path / "imagefolder"
     _export(out, target, "--format", "imagefolder")
-    assert sorted(p.name for p in (target / "train").iterdir() if p.is_dir()) == ["fake", "real"]
+    assert sorted(p.name for p in (target / "train").iterdir() if p.is_dir()) == ["0_real", "1_fake"]
     loaded = datasets.load_dataset(str(target), split="train", cache_dir=str(tmp_path / "hf"))
     inpainted = [e for e in loaded if e["kind"] == "inpaint"]
     assert inpainted and all(e["mask_path"] == f"masks/train/{e['key']}.png" for e in loaded)
@@ -176,3 +182,30 @@ def test_export_refuses_unknown_format_layout_and_non_empty_target(tiny_corpus: 
     (tmp_path / "full" / "keep.txt").write_text("mine")
     result = CliRunner().invoke(app, ["export", str(tiny_corpus), str(tmp_path / "full")])
     assert result.exit_code == 2 and "is not empty" in result.output
+
+
+def test_cnndetection_copies_a_real_when_the_filesystem_refuses_hard_links(
+    two_generators: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(source: object, target: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", refuse)
+    target = tmp_path / "cnn"
+    _export(two_generators, target)
+    rows = manifest_rows(two_generators)
+    copies = [p for p in target.rglob("*.png") if p.parent.name == "0_real"]
+    generators = {p.parent.parent.name for p in copies if p.parent.parent.parent.name == "train"}
+    assert len(generators) == 2  # each train real lies in both generator folders, as a copy
+    train_reals = sum(1 for r in rows.values() if r["split"] == "train" and r["label"] == "real")
+    assert sum(1 for p in copies if p.parts[-4] == "train") == 2 * train_reals
+    assert all(p.stat().st_nlink == 1 for p in copies)
+    assert all(hashlib.sha256(p.read_bytes()).hexdigest() == rows[p.stem]["sha256"] for p in copies)
+
+
+def test_export_refuses_a_target_that_is_a_file(tiny_corpus: Path, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("mine")
+    result = CliRunner().invoke(app, ["export", str(tiny_corpus), str(tmp_path / "file")])
+    assert result.exit_code == 2
+    assert f"{tmp_path / 'file'} exists and is not a folder" in " ".join(result.output.split())
+    assert (tmp_path / "file").read_text() == "mine"

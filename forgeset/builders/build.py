@@ -29,6 +29,8 @@ from forgeset.builders.shard_builder import BuildContext, ShardSummary
 from forgeset.builders.spec import LoadedSpec
 from forgeset.core.builtin_models import cache_root
 from forgeset.manifests import layout
+from forgeset.manifests.corpus import Corpus
+from forgeset.manifests.croissant import croissant_bytes
 from forgeset.manifests.index import finalize
 from forgeset.manifests.shard_writer import ShardMarker, file_sha256, tar_stamp
 from forgeset.manifests.storage import TMP_SUFFIX, Storage, is_url
@@ -394,6 +396,8 @@ def _build(
     states = [(shard.split, ctx.shard_state(shard)) for shard in plan.shards]
     members = layout.sample_members(spec.image.formats(), spec.localized)
     index = finalize(storage, spec.name, spec_sha256, spec.image.model_dump(mode="json"), members, states)
+    # Croissant metadata for loaders that read it (derived from the index, so written after it).
+    storage.publish_bytes(croissant_bytes(Corpus.open(storage)), layout.CROISSANT_NAME)
     if timeline is not None:
         timeline.span("finalize", "driver", started, time.time())
     result = BuildResult(out_dir=out_dir, index=index, built_shards=len(pending), reused_shards=len(done))

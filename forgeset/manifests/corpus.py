@@ -224,6 +224,7 @@ class Corpus:
         self.index = index
         self.manifest = manifest
         self._groups_cache: tuple[tuple[int, ...], pa.Table] | None = None
+        self._vouched: dict[str, str] = {}  # files already checked against the index: each is hashed once
 
     def __getstate__(self) -> dict[str, Any]:
         """What a worker process receives: the index and manifest map, no loaded rows."""
@@ -348,7 +349,12 @@ class Corpus:
         return self._open_manifest().read(columns=MANIFEST_SCHEMA.names)
 
     def vouched(self, name: str) -> str:
-        """Check a file index.json vouches for (size and sha256) against the index; returns its location."""
+        """Check a file index.json vouches for (size and sha256) against the index; returns its location.
+
+        Each file is hashed once per opened corpus (verify, the index checks and croissant all read the spec).
+        """
+        if name in self._vouched:
+            return self._vouched[name]
         storage = self.storage
         path = storage.url_of(name)
         entry = self.index.files[name]
@@ -363,6 +369,7 @@ class Corpus:
             altered = storage.size(name) != entry.bytes or storage.sha256(name) != entry.sha256
         if altered:
             raise CorpusError(f"{path}: sha256 differs from index.json (the file was altered)")
+        self._vouched[name] = path
         return path
 
     def read_rejects(self) -> pa.Table:

@@ -92,9 +92,14 @@ def croissant_metadata(
     return data
 
 
+def croissant_bytes(corpus: Corpus, **options: Any) -> bytes:
+    """`croissant_metadata(corpus, **options)` as the bytes of croissant.json (deterministic)."""
+    return json.dumps(croissant_metadata(corpus, **options), indent=2, ensure_ascii=False).encode("utf-8")
+
+
 def write_croissant(corpus: Corpus, target: Path, **options: Any) -> Path:
     """Write `croissant_metadata(corpus, **options)` as `target`/croissant.json; return its path."""
     path = target / layout.CROISSANT_NAME
     path.unlink(missing_ok=True)  # never write through a hard link into another folder's copy
-    path.write_text(json.dumps(croissant_metadata(corpus, **options), indent=2, ensure_ascii=False), encoding="utf-8")
+    path.write_bytes(croissant_bytes(corpus, **options))
     return path

@@ -273,7 +273,8 @@ class Layout:
 # What other commands write into OUT besides the build's vouched files: not part of the release,
 # so verify neither vouches for them nor reports them as unknown.
 _PRODUCT_DIRS = (STATE_DIR, VALIDATION_DIR, MEDIA_DIR)
-_PRODUCT_FILES = (CURATION_NAME, ANNOTATIONS_NAME)
+# croissant.json is derived from the index after it is written (verify recomputes and compares it).
+_PRODUCT_FILES = (CURATION_NAME, ANNOTATIONS_NAME, CROISSANT_NAME)
 
 
 def is_product_path(relative: str) -> bool:

@@ -232,6 +232,17 @@ def _check_index_against_spec(corpus: Corpus) -> None:
         raise CorpusInvalid(f"index.json: image_policy differs from {layout.RESOLVED_SPEC_NAME}'s image policy")
 
 
+def _check_croissant(corpus: Corpus) -> None:
+    """croissant.json, when the corpus has one, is the metadata derived from this index (checked last:
+    a shard or index problem is named by the more specific check first)."""
+    if not corpus.storage.exists(layout.CROISSANT_NAME):
+        return
+    from forgeset.manifests.croissant import croissant_bytes
+
+    if corpus.storage.read_bytes(layout.CROISSANT_NAME) != croissant_bytes(corpus):
+        raise CorpusInvalid(f"{layout.CROISSANT_NAME} differs from the metadata of this corpus")
+
+
 def verify_corpus(
     out_dir: Path | str,
     progress: Callable[[int], None] | None = None,
@@ -284,5 +295,6 @@ def verify_corpus(
     seen = _check_shards(corpus, sizes, hash_only, jobs or default_jobs(), progress)
     if seen != corpus.manifest.rows:
         raise CorpusInvalid(f"shards hold {seen} samples, manifest lists {corpus.manifest.rows}")
+    _check_croissant(corpus)
     shard_bytes = sum(entry.bytes for entry in index.shards)
     return {"shards": len(index.shards), "samples": seen, "bytes": shard_bytes, "unlisted": unlisted}

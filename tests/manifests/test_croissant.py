@@ -34,3 +34,22 @@ def test_croissant_validates_and_yields_every_manifest_row(tiny_corpus: Path, tm
     index = json.loads((out / "index.json").read_text())
     shards = {f["contentUrl"]: f["sha256"] for f in data["distribution"] if f["encodingFormat"] == "application/x-tar"}
     assert shards == {s["path"]: s["sha256"] for s in index["shards"]}
+
+
+def test_a_build_writes_croissant_json_and_verify_checks_it(tiny_corpus: Path, tmp_path: Path) -> None:
+    import mlcroissant as mlc
+    from typer.testing import CliRunner
+
+    from forgeset.cli import app
+    from forgeset.manifests.croissant import croissant_bytes
+
+    path = tiny_corpus / "croissant.json"
+    assert path.read_bytes() == croissant_bytes(Corpus.open(tiny_corpus))
+    assert len(list(mlc.Dataset(jsonld=str(path)).records(RECORD_SET))) == 28
+    out = tmp_path / "corpus"
+    shutil.copytree(tiny_corpus, out)
+    doctored = json.loads((out / "croissant.json").read_text())
+    doctored["name"] = "something-else"
+    (out / "croissant.json").write_text(json.dumps(doctored, indent=2))
+    result = CliRunner().invoke(app, ["verify", str(out)])
+    assert result.exit_code == 1 and "croissant.json differs from the metadata of this corpus" in result.output

@@ -14,6 +14,8 @@ import pytest
 from typer.testing import CliRunner
 
 from forgeset.cli import app
+from forgeset.manifests.corpus import Corpus
+from forgeset.manifests.croissant import write_croissant
 from forgeset.manifests.layout import Layout
 from tests.conftest import rehash_index
 
@@ -241,8 +243,9 @@ def test_hash_only_checks_bytes_and_decodes_nothing(corpus_copy: Path) -> None:
     target = corpus_copy / "test" / "00000.tar"
     with tarfile.open(target) as archive:
         victim = next(m.name for m in archive).split(".")[0]
-    # A consistent forgery (new hashes in the index) that only decoding finds.
+    # A consistent forgery (new hashes in the index, croissant.json rewritten) that only decoding finds.
     _rewrite_tar(target, lambda name, data: None if name == f"{victim}.json" else (name, data))
+    write_croissant(Corpus.open(corpus_copy), corpus_copy)
     result = CliRunner().invoke(app, ["verify", "--hash-only", "-j", "2", str(corpus_copy)])
     assert result.exit_code == 0, result.output
     code, output = run_verify(corpus_copy)

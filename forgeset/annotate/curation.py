@@ -41,6 +41,7 @@ from forgeset.manifests.corpus import Corpus, CorpusError
 
 DECISIONS = {"exclude": "exclude", "relabel:real": "relabel", "relabel:fake": "relabel"}
 SPLIT_TAGS = set(layout.ALL_SPLITS)
+log = logging.getLogger(__name__)
 
 
 class CurationError(Exception):
@@ -113,8 +114,14 @@ def _load_detectors(corpus: Corpus) -> list[tuple[str, Any]]:
     for name in by_embedding_preference(list(checkpoints)):
         try:
             loaded.append((name, load_detector(checkpoints[name])))
-        except Exception:  # a backbone detector whose weights are not here: skip, import the rest
-            continue
+        except Exception as err:  # a corrupt checkpoint, or a backbone whose weights are not here: the rest import
+            log.warning(
+                "skipping detector %s: %s could not be loaded (%s: %s)",
+                name,
+                checkpoints[name],
+                type(err).__name__,
+                err,
+            )
     return loaded
 
 
@@ -295,12 +302,13 @@ def near_duplicate_threshold(embeddings: np.ndarray, groups: list[str]) -> float
 
 def _near_duplicate_ids(near: Any, group_of_id: dict[str, str]) -> list[str]:
     """Sample ids of near-duplicate pairs across lineage groups, each sample followed by its duplicates."""
-    ordered: list[str] = []
+    ordered: dict[str, None] = {}  # insertion-ordered set: O(1) membership, first occurrence keeps its place
     for sample_id, duplicates in near.neighbors_map.items():
         others = [dup for dup, _ in duplicates if group_of_id[dup] != group_of_id[sample_id]]
         if others:
-            ordered.extend(i for i in (sample_id, *others) if i not in ordered)
-    return ordered
+            for i in (sample_id, *others):
+                ordered.setdefault(i, None)
+    return list(ordered)
 
 
 def _open_dataset(fo: Any, name: str, corpus: Corpus) -> Any:

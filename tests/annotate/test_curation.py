@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import shutil
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import fiftyone as fo
 import numpy as np
@@ -18,12 +20,16 @@ from typer.testing import CliRunner
 
 from forgeset.annotate.curation import (
     CurationError,
+    _load_detectors,
+    _near_duplicate_ids,
     filter_corpus,
     import_corpus,
     near_duplicate_threshold,
     sync_curation,
 )
 from forgeset.cli import app
+from forgeset.manifests.corpus import Corpus
+from forgeset.manifests.layout import Layout
 from tests.conftest import chromium_flags, manifest_rows, tiny_spec
 
 
@@ -337,3 +343,27 @@ def test_app_shows_the_dataset_grid_in_headless_chromium(corpus: Path, tmp_path:
             app_process.wait(20)
         except subprocess.TimeoutExpired:
             os.killpg(app_process.pid, signal.SIGKILL)
+
+
+def test_a_corrupt_checkpoint_is_skipped_with_a_warning_naming_it(
+    corpus: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    checkpoint = Layout(corpus).checkpoint("cnn")
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.write_bytes(b"not a safetensors file")
+    with caplog.at_level(logging.WARNING, logger="forgeset.annotate.curation"):
+        assert _load_detectors(Corpus.open(corpus)) == []
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "forgeset.annotate.curation"]
+    assert warning.startswith(f"skipping detector cnn: {checkpoint} could not be loaded (")
+
+
+def test_near_duplicate_ids_keep_first_occurrence_order_across_groups() -> None:
+    near = SimpleNamespace(
+        neighbors_map={
+            "a": [("b", 0.01), ("c", 0.02)],
+            "d": [("a", 0.01), ("e", 0.03)],
+            "f": [("g", 0.01)],
+        }
+    )
+    group_of_id = {"a": "1", "b": "2", "c": "1", "d": "3", "e": "4", "f": "5", "g": "5"}
+    assert _near_duplicate_ids(near, group_of_id) == ["a", "b", "d", "e"]

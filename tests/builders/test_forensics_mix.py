@@ -176,3 +176,22 @@ def test_parents_asked_for_beyond_the_sources_is_a_spec_error(
     )
     assert result.exit_code == 2
     assert "manipulate[0].count: asks for 99 parents, the real sources list 16" in " ".join(result.output.split())
+
+
+def test_every_split_feeds_a_two_worker_webdataset_dataloader(forensics_mix: Path) -> None:
+    """Each split has at least `shards.min_per_split` shards (or one per group when fewer), so a torch
+    DataLoader with 2 workers over webdataset reads it whole: every key once, labels as the manifest."""
+    import webdataset as wds
+    from torch.utils.data import DataLoader
+
+    rows = manifest_rows(forensics_mix)
+    index = json.loads((forensics_mix / "index.json").read_text())
+    for split in ("train", "val", "test", "test_ood"):
+        urls = sorted(str(forensics_mix / s["path"]) for s in index["shards"] if s["split"] == split)
+        assert len(urls) >= 2
+        dataset = wds.WebDataset(urls, shardshuffle=False, nodesplitter=wds.split_by_node).to_tuple("__key__", "cls")
+        seen: list[tuple[str, int]] = []
+        for keys, labels in DataLoader(dataset, batch_size=8, num_workers=2):
+            seen += zip(keys, (int(label) for label in labels), strict=True)
+        expected = sorted((key, int(row["label"] == "fake")) for key, row in rows.items() if row["split"] == split)
+        assert sorted(seen) == expected, split  # every key exactly once

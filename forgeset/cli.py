@@ -141,10 +141,12 @@ def build_dataset_command(
     spec: Annotated[Path, typer.Option("--spec", help="YAML spec file")],
     out: Annotated[
         str | None,
-        typer.Option("--out", help="output folder or object-storage URL (s3://bucket/corpus) [default: out/SPEC_NAME]"),
+        typer.Option(
+            "--out", help="output folder or object-storage URL (s3://bucket/corpus)", show_default="out/SPEC_NAME"
+        ),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", min=1, help="parallel CPU workers [default: CPU count]")
+        int | None, typer.Option("--workers", min=1, help="parallel CPU workers", show_default="CPU count")
     ] = None,
     ray_address: Annotated[
         str | None, typer.Option("--ray-address", help="join this Ray cluster instead of starting a local one")
@@ -322,7 +324,7 @@ def verify(
         bool, typer.Option("--strict", help="fail on files under OUT that index.json does not list")
     ] = False,
     jobs: Annotated[
-        int | None, typer.Option("--jobs", "-j", min=1, help="worker processes [default: every CPU]")
+        int | None, typer.Option("--jobs", "-j", min=1, help="worker processes", show_default="every CPU")
     ] = None,
     hash_only: Annotated[
         bool, typer.Option("--hash-only", help="check every file's size and sha256 and the manifest; decode nothing")
@@ -434,7 +436,7 @@ def publish(
     private: Annotated[bool, typer.Option("--private", help="create the repo as private")] = False,
     dry_run: Annotated[Path | None, typer.Option("--dry-run", help="write the Hub folder here; upload nothing")] = None,
     tier: Annotated[
-        list[str] | None, typer.Option("--tier", help="size tier NAME=SHARDS per split [default: xs=1 s=4 m=16]")
+        list[str] | None, typer.Option("--tier", help="size tier NAME=SHARDS per split", show_default="xs=1 s=4 m=16")
     ] = None,
     batch: Annotated[int, typer.Option("--batch", min=1, help="files per commit")] = 50,
 ) -> None:
@@ -548,13 +550,13 @@ def export(
 def validate(
     out: Annotated[Path, typer.Argument(help="a built corpus folder")],
     detector_names: Annotated[
-        str | None, typer.Option("--detectors", help="comma-separated detector types [default: the baselines]")
+        str | None, typer.Option("--detectors", help="comma-separated detector types", show_default="the baselines")
     ] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="override each detector's epochs")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     matrix_detector: Annotated[
         str | None,
-        typer.Option("--matrix-detector", help="detector for the cross-generator matrix [default: the first]"),
+        typer.Option("--matrix-detector", help="detector for the cross-generator matrix", show_default="the first"),
     ] = None,
     backbone: Annotated[
         str | None, typer.Option("--backbone", help="vision backbone (Hub id or folder) for clip and rigid")
@@ -617,9 +619,9 @@ def validate(
 def curate(
     first: Annotated[str, typer.Argument(metavar="OUT | sync", help="a built corpus, or `sync` followed by it")],
     second: Annotated[Path | None, typer.Argument(metavar="[OUT]", help="the corpus, after `sync`")] = None,
-    name: Annotated[str | None, typer.Option("--name", help="FiftyOne dataset [default: the corpus name]")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="FiftyOne dataset", show_default="the corpus name")] = None,
     media: Annotated[
-        Path | None, typer.Option("--media", help="where images are extracted [default: OUT/media]")
+        Path | None, typer.Option("--media", help="where images are extracted", show_default="OUT/media")
     ] = None,
     launch: Annotated[bool, typer.Option("--launch", help="serve the FiftyOne App on localhost")] = False,
     port: Annotated[int, typer.Option("--port", help="App port")] = 5151,

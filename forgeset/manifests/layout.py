@@ -2,14 +2,17 @@
 
 ```
 OUT/
-  spec.resolved.yaml  index.json  manifest.parquet  rejects.parquet  curation.parquet
+  spec.resolved.yaml  index.json  manifest.parquet  rejects.parquet
+  croissant.json                  Croissant metadata, derived from the index (written after it)
+  curation.parquet                decisions synced back from FiftyOne (curate sync)
   annotations.parquet             regions synced back from FiftyOne (curate sync)
   SPLIT/NNNNN.tar                 one folder per split (train, val, test, test_ood)
   validation/                     metrics.json, report.html, checkpoints/NAME.safetensors
   media/                          images extracted for FiftyOne (SPLIT/KEY.EXT, SPLIT/masks/KEY.png)
-  .forgeset/                      build state: spec.sha256, shards/SPLIT-NNNNN.{rows,rejects}.parquet
-                                  and SPLIT-NNNNN.done.json (the done-marker, written last);
-                                  sources/NAME.parquet (each real source listed once, for resumes)
+  .forgeset/                      build state: spec.sha256, build.lock, shards/SPLIT-NNNNN.{rows,
+                                  rejects}.parquet and SPLIT-NNNNN.done.json (the done-marker,
+                                  written last); sources/NAME.arrow (each real source listed once,
+                                  for resumes); prompts/HASH.parquet (expanded prompts); publish/
 ```
 
 Every other module asks this one for a path, a split name or a member name. Names read from a

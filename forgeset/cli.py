@@ -159,7 +159,8 @@ def build_dataset_command(
         str,
         typer.Option(
             "--executor",
-            help="auto (in this process for small builds, else Ray), ray (local cluster or --ray-address) or local",
+            help="auto (a process pool for small builds, one process for one worker, else Ray), ray (local "
+            "cluster or --ray-address), processes (a pool on this machine) or local (in this process)",
         ),
     ] = "auto",
     plan_only: Annotated[
@@ -202,6 +203,7 @@ def build_dataset_command(
         ExecutorUnavailable,
         LocalExecutor,
         OutputNotShared,
+        ProcessExecutor,
         RayExecutor,
         ShardFailed,
         choose_executor,
@@ -210,7 +212,7 @@ def build_dataset_command(
 
     if executor_name not in EXECUTORS:
         raise _fail(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor_name!r}", SPEC_ERROR_EXIT)
-    if executor_name == "local" and ray_address:
+    if executor_name in ("local", "processes") and ray_address:
         raise _fail("--ray-address needs --executor ray", SPEC_ERROR_EXIT)
     task_resources = _ray_resources(ray_resources)
     if task_resources and executor_name != "ray":
@@ -226,6 +228,8 @@ def build_dataset_command(
     executor: Executor
     if executor_name == "local":
         executor = LocalExecutor()
+    elif executor_name == "processes":
+        executor = ProcessExecutor(workers)
     elif executor_name == "ray":
         executor = RayExecutor(
             workers or os.cpu_count() or 1, ray_address, shared_fs=shared_fs, task_resources=task_resources

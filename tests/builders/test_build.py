@@ -77,6 +77,39 @@ def test_ray_and_the_local_executor_write_identical_shards(
     assert "run" in names  # Ray's own task events (StageHost.run) are merged in
 
 
+def test_the_process_pool_writes_the_local_executors_bytes_and_reports_every_batch(
+    tmp_path: Path, tiny_corpus: Path, build_corpus: Callable[..., Path]
+) -> None:
+    from forgeset.builders.executors import ProcessExecutor
+
+    seen: list[tuple[int, int]] = []
+    pooled = build_corpus(
+        tmp_path / "pool",
+        tiny_spec(),
+        executor=ProcessExecutor(2),
+        progress=lambda samples, shards: seen.append((samples, shards)),
+    )
+    assert shard_hashes(pooled) == shard_hashes(tiny_corpus)
+    assert (pooled / "manifest.parquet").read_bytes() == (tiny_corpus / "manifest.parquet").read_bytes()
+    assert seen[-1] == (28, len(shard_hashes(pooled)))
+    samples = [done for done, _ in seen]
+    assert samples == sorted(samples) and len(set(samples)) > len(shard_hashes(pooled))  # batches, not only shards
+
+
+def test_a_worker_killed_in_the_pool_fails_the_build_naming_a_shard_and_a_resume_completes_it(
+    tmp_path: Path, tiny_corpus: Path, build_corpus: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from forgeset.builders.executors import ProcessExecutor, ShardFailed
+    from forgeset.core.faults import FAULT_ENV
+
+    monkeypatch.setenv(FAULT_ENV, "tar-written:3")  # the worker writing its 3rd tar dies (SIGKILL)
+    with pytest.raises(ShardFailed, match=r"shard (train|val|test)/\d{5}\.tar failed: a worker process died"):
+        build_corpus(tmp_path / "fail", tiny_spec(), executor=ProcessExecutor(2))
+    monkeypatch.delenv(FAULT_ENV)
+    resumed = build_corpus(tmp_path / "fail", tiny_spec(), executor=ProcessExecutor(2))
+    assert shard_hashes(resumed) == shard_hashes(tiny_corpus)
+
+
 def test_cli_executor_choice_is_checked(tmp_path: Path) -> None:
     spec_path = write_spec(tmp_path, tiny_spec())
     command = ["build", "dataset", "--spec", str(spec_path), "--out", str(tmp_path / "out"), "--executor", "dask"]
@@ -327,13 +360,14 @@ def test_progress_advances_per_batch_and_the_timeline_shows_shards_and_batches(
     )
 
 
-def test_auto_builds_small_specs_in_process_and_large_ones_on_ray() -> None:
-    from forgeset.builders.executors import LocalExecutor, RayExecutor, choose_executor
+def test_auto_builds_small_specs_in_a_process_pool_and_large_ones_on_ray() -> None:
+    from forgeset.builders.executors import LocalExecutor, ProcessExecutor, RayExecutor, choose_executor
     from forgeset.builders.spec import load_spec
     from tests.conftest import SPECS
 
     quickstart = load_spec(SPECS / "quickstart.yaml").spec
-    assert isinstance(choose_executor(quickstart, workers=2), LocalExecutor)
+    assert isinstance(choose_executor(quickstart, workers=2), ProcessExecutor)
+    assert isinstance(choose_executor(quickstart, workers=1), LocalExecutor)
     large = quickstart.model_copy(update={"generate": [quickstart.generate[0].model_copy(update={"count": 10_000})]})
     assert isinstance(choose_executor(large, workers=2), RayExecutor)
     assert isinstance(choose_executor(large, workers=1), LocalExecutor)  # one worker: nothing to parallelize

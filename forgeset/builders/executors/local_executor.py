@@ -11,9 +11,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from forgeset.builders.executors.base import Executor, ShardFailed, planned_stages, stage_batches
-from forgeset.builders.planner import Plan, ShardRef, make_stage
+from forgeset.builders.planner import Plan, ShardPlan, ShardRef, make_stage
 from forgeset.builders.shard_builder import BuildContext, ShardSummary, build_shard
 from forgeset.builders.sources import RealSource
 from forgeset.builders.stage_runner import run_stage
@@ -31,8 +32,54 @@ def _import_heavy_modules() -> None:
             return
 
 
+@dataclass
+class ShardMaker:
+    """Builds whole shards in one process: each stage's model is loaded once, on first use.
+
+    The in-process executor uses one; each worker of the process pool holds its own.
+    """
+
+    ctx: BuildContext
+    stages: dict[str, Stage] = field(default_factory=dict)
+    sources: dict[str, RealSource] = field(default_factory=dict)
+
+    def make(
+        self,
+        shard: ShardPlan,
+        on_batch: Callable[[int], None] | None = None,
+        span: Callable[..., None] | None = None,
+    ) -> ShardSummary:
+        """Run the shard's model batches, then write it; `on_batch(jobs)` after each batch."""
+        ctx = self.ctx
+        params_by_name = {params.generator_name: params for params in ctx.spec.stages}
+        batches = []
+        for name, jobs in stage_batches(ctx, shard):
+            if name not in self.stages:
+                started = time.time()
+                self.stages[name] = make_stage(params_by_name[name], ctx.base_dir, ctx.spec.image.size)
+                self.stages[name].setup()
+                if span:
+                    span(f"load {name}", started)
+            started = time.time()
+            batches.append(run_stage(ctx, self.stages[name], jobs, self.sources))
+            if span:
+                span(f"batch {name}", started, shard=shard.path, jobs=len(jobs))
+            if on_batch:
+                on_batch(len(jobs))
+        started = time.time()
+        summary = build_shard(ctx, shard, batches)
+        if span:
+            span("write shard", started, shard=shard.path)
+        return summary
+
+
+def model_jobs(ctx: BuildContext, shard: ShardPlan) -> int:
+    """How many of the shard's jobs go through a model batch (the rest are reported with the shard)."""
+    return sum(len(jobs) for _, jobs in stage_batches(ctx, shard))
+
+
 class LocalExecutor(Executor):
-    """Each stage's model is loaded once, on first use; shards are built in plan order."""
+    """Shards are built in plan order in this process (see ShardMaker)."""
 
     def __init__(self) -> None:
         self._imports: threading.Thread | None = None
@@ -56,10 +103,7 @@ class LocalExecutor(Executor):
         if self._imports is not None:
             self._imports.join()
         threads = _torch_threads()
-        stages: dict[str, Stage] = {}
-        sources: dict[str, RealSource] = {}
-        params_by_name = {params.generator_name: params for params in ctx.spec.stages}
-        track = "in-process"
+        maker = ShardMaker(ctx)
         try:
             for ref in shards:
                 if stop is not None and stop.is_set():
@@ -67,36 +111,22 @@ class LocalExecutor(Executor):
                 shard_start = time.time()
                 try:
                     shard = plan.shard(ref)
-                    batches, model_jobs = [], 0
-                    for name, jobs in stage_batches(ctx, shard):
-                        if name not in stages:
-                            started = time.time()
-                            stages[name] = make_stage(params_by_name[name], ctx.base_dir, ctx.spec.image.size)
-                            stages[name].setup()
-                            self._span(f"load {name}", track, started)
-                        started = time.time()
-                        batches.append(run_stage(ctx, stages[name], jobs, sources))
-                        model_jobs += len(jobs)
-                        self._span(f"batch {name}", track, started, shard=ref.path, jobs=len(jobs))
-                        if on_batch:
-                            on_batch(len(jobs))
-                    started = time.time()
-                    summary = build_shard(ctx, shard, batches)
-                    self._span("write shard", track, started, shard=ref.path)
+                    summary = maker.make(shard, on_batch, self._span)
                 except OSError:
                     raise  # disk full, a file-size limit: the caller says what to do
                 except Exception as err:  # named like the Ray executor's failures
                     raise ShardFailed(f"shard {ref.path} failed: {type(err).__name__}: {err}") from err
-                self._span(f"shard {ref.path}", "shards", shard_start)
-                if on_batch and ref.count > model_jobs:
-                    on_batch(ref.count - model_jobs)
+                if self.timeline is not None:
+                    self.timeline.span(f"shard {ref.path}", "shards", shard_start, time.time())
+                if on_batch and ref.count > model_jobs(ctx, shard):
+                    on_batch(ref.count - model_jobs(ctx, shard))
                 on_done(summary)
         finally:
             _restore_torch_threads(threads)
 
-    def _span(self, name: str, track: str, start_s: float, **args: object) -> None:
+    def _span(self, name: str, start_s: float, **args: object) -> None:
         if self.timeline is not None:
-            self.timeline.span(name, track, start_s, time.time(), **args)
+            self.timeline.span(name, "in-process", start_s, time.time(), **args)
 
 
 def _torch_threads() -> int | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,9 +37,25 @@ _MAKER: ShardMaker | None = None
 _BATCHES: Any = None
 
 
+def _fresh_standard_streams() -> None:
+    """Give a forked worker its own stdout/stderr objects.
+
+    The driver's progress display may hold the lock of its stream proxies at the moment of the
+    fork; a worker that then writes (a library's warning or progress bar) would wait for it forever.
+    """
+    if _START_METHOD != "fork":
+        return
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        try:
+            setattr(sys, name, os.fdopen(os.dup(fd), "w", buffering=1, encoding="utf-8", errors="replace"))
+        except OSError:  # no such descriptor (a daemonized parent): writes go nowhere
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115 - lives with the worker
+
+
 def _worker_start(ctx: BuildContext, batches: Any, heavy: bool) -> None:
-    """Pool initializer: keep the build context and the progress queue; import torch early."""
+    """Pool initializer: fresh standard streams, the build context and the progress queue; import torch early."""
     global _MAKER, _BATCHES
+    _fresh_standard_streams()
     _MAKER, _BATCHES = ShardMaker(ctx), batches
     if heavy:
         _import_heavy_modules()

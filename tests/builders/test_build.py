@@ -114,7 +114,8 @@ def test_cli_executor_choice_is_checked(tmp_path: Path) -> None:
     spec_path = write_spec(tmp_path, tiny_spec())
     command = ["build", "dataset", "--spec", str(spec_path), "--out", str(tmp_path / "out"), "--executor", "dask"]
     result = CliRunner().invoke(app, command)
-    assert result.exit_code == 2 and "--executor must be one of auto, ray, local, processes, got 'dask'" in result.output
+    assert result.exit_code == 2
+    assert "--executor must be one of auto, ray, local, processes, got 'dask'" in result.output
     result = CliRunner().invoke(app, [*command[:-1], "local", "--ray-address", "auto"])
     assert result.exit_code == 2 and "--ray-address needs --executor ray" in result.output
     assert not (tmp_path / "out").exists()

@@ -359,7 +359,7 @@ class Corpus:
         path = storage.url_of(name)
         entry = self.index.files[name]
         if storage.local is not None:
-            local = self.root / name
+            local = storage.local_path(name)
             if not local.is_file():
                 raise CorpusError(f"{path} is missing")
             altered = local.stat().st_size != entry.bytes or file_sha256(local) != entry.sha256

@@ -20,22 +20,13 @@ from forgeset.core.builtin_models import (
     register_builtin_recipe,
 )
 from forgeset.generators.builtin.sd import char_clip_tokenizer
+from forgeset.generators.builtin.sd3 import CLIP_TEXT
 
 HEAD_FILE = "head.safetensors"
 
 TINY_CLIP: dict[str, Any] = {
-    "text_config": {
-        "hidden_size": 32,
-        "intermediate_size": 37,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "vocab_size": 1000,
-        "max_position_embeddings": 77,
-        # The character tokenizer's <|startoftext|> and <|endoftext|>; CLIP pools the text at eos.
-        "bos_token_id": 0,
-        "eos_token_id": 1,
-        "pad_token_id": 1,
-    },
+    # The tiny SD3 family's CLIP text encoder (character tokenizer, pooled at eos), without its projection.
+    "text_config": {key: value for key, value in CLIP_TEXT.items() if key != "projection_dim"},
     "vision_config": {
         "hidden_size": 32,
         "intermediate_size": 37,

@@ -215,13 +215,6 @@ class ManifestTally:
         return probe
 
 
-def count_table(manifest: pa.Table) -> dict[str, Any]:
-    """Sample counts overall and per split, by label, kind and generator."""
-    tally = ManifestTally(probe_rows=0)
-    tally.add(manifest.select(list(TALLY_COLUMNS)))
-    return tally.counts()
-
-
 class _ParquetAppender:
     """Append tables to one parquet file in row groups of about ROW_GROUP_ROWS rows."""
 
